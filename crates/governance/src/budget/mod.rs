@@ -1,0 +1,1 @@
+//! `pg_wal_budget` domain logic: scopes, policy matching, WAL prediction.

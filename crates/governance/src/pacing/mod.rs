@@ -1,0 +1,1 @@
+//! `pg_throttle` domain logic: tuple pacing.

@@ -1,0 +1,1 @@
+//! `pg_walrus` domain logic: `max_wal_size` sizing strategies.

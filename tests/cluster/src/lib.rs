@@ -1,0 +1,337 @@
+//! Cluster test harness: a real, throwaway PostgreSQL server with chosen
+//! settings and preload lists, run as an unprivileged OS user, and real client
+//! connections to it.
+//!
+//! The PostgreSQL installation comes from `PG_CONFIG` (default: Debian's
+//! PostgreSQL 15). The extensions must already be installed into it;
+//! `scripts/test` does that. When the caller is root, the server runs as
+//! `PG_RUN_AS` (default `postgres`), because PostgreSQL refuses to run as root.
+//!
+//! Every cluster lives in its own temporary directory and is stopped
+//! (immediately) and removed when the [`Cluster`] is dropped, which also
+//! happens when a test panics.
+//!
+//! ```no_run
+//! use cluster_tests::Cluster;
+//! let cluster = Cluster::builder().shared_preload("pg_wal_budget").start();
+//! let mut client = cluster.connect();
+//! client.batch_execute("CREATE EXTENSION pg_wal_budget").unwrap();
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: panics are test failures
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub use postgres::{Client, Error as PgError, NoTls, Row};
+
+const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Settings for a cluster to start.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterBuilder {
+    shared_preload: Vec<String>,
+    session_preload: Vec<String>,
+    settings: Vec<(String, String)>,
+}
+
+impl ClusterBuilder {
+    /// Adds a library to `shared_preload_libraries` (in call order).
+    pub fn shared_preload(mut self, library: &str) -> Self {
+        self.shared_preload.push(library.to_string());
+        self
+    }
+
+    /// Adds a library to `session_preload_libraries` (in call order).
+    pub fn session_preload(mut self, library: &str) -> Self {
+        self.session_preload.push(library.to_string());
+        self
+    }
+
+    /// Adds a `postgresql.conf` line `name = 'value'`.
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// initdb's and starts the cluster; panics with the server log on failure.
+    pub fn start(self) -> Cluster {
+        Cluster::create(self)
+    }
+}
+
+/// A running throwaway cluster. Dropping it stops the server and deletes it.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bindir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    fn create(builder: ClusterBuilder) -> Cluster {
+        let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| DEFAULT_PG_CONFIG.into());
+        let bindir = PathBuf::from(run_checked(Command::new(&pg_config).arg("--bindir")).trim());
+        let dir = tempfile::Builder::new()
+            .prefix("pggov-cluster-")
+            .tempdir()
+            .unwrap();
+        give_to_server_user(dir.path());
+        let cluster = Cluster {
+            dir,
+            bindir,
+            port: free_port(),
+        };
+
+        let data = cluster.data_dir();
+        run_checked(&mut cluster.server_user_command("initdb").args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]));
+        let mut conf = format!(
+            "\n# cluster test harness\nport = {}\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{}'\nfsync = off\nlogging_collector = off\n",
+            cluster.port,
+            cluster.dir.path().display()
+        );
+        if !builder.shared_preload.is_empty() {
+            let list = builder.shared_preload.join(",");
+            conf.push_str(&format!("shared_preload_libraries = '{list}'\n"));
+        }
+        if !builder.session_preload.is_empty() {
+            let list = builder.session_preload.join(",");
+            conf.push_str(&format!("session_preload_libraries = '{list}'\n"));
+        }
+        for (name, value) in &builder.settings {
+            conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
+        }
+        append_as_server_user(&data.join("postgresql.conf"), &conf);
+        cluster.start_server();
+        cluster
+    }
+
+    /// The TCP port on 127.0.0.1 the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A connection string for `user` to `dbname`.
+    pub fn connection_string(&self, user: &str, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={dbname}",
+            self.port
+        )
+    }
+
+    /// A new connection as the bootstrap superuser `postgres` to `postgres`.
+    pub fn connect(&self) -> Client {
+        self.connect_as("postgres", "postgres")
+    }
+
+    /// A new connection as `user` to `dbname` (trust authentication).
+    pub fn connect_as(&self, user: &str, dbname: &str) -> Client {
+        Client::connect(&self.connection_string(user, dbname), NoTls)
+            .unwrap_or_else(|e| panic!("connect as {user} to {dbname}: {e}\n{}", self.log()))
+    }
+
+    /// Like [`Cluster::connect_as`] but returning the error, for tests that
+    /// expect a connection to fail.
+    pub fn try_connect_as(&self, user: &str, dbname: &str) -> Result<Client, PgError> {
+        Client::connect(&self.connection_string(user, dbname), NoTls)
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Clean restart: fast shutdown (shutdown checkpoint, extensions' shutdown
+    /// hooks run), then start.
+    pub fn restart(&self) {
+        self.stop_server("fast");
+        self.start_server();
+    }
+
+    /// Crash restart: immediate shutdown (no checkpoint, no shutdown hooks),
+    /// then start, which runs crash recovery.
+    pub fn crash_restart(&self) {
+        self.stop_server("immediate");
+        self.start_server();
+    }
+
+    /// SIGKILLs one backend. The postmaster then terminates every other
+    /// backend, reinitializes shared memory and recovers; this waits until the
+    /// server accepts connections again.
+    pub fn kill_backend(&self, pid: i32) {
+        run_checked(Command::new("kill").args(["-KILL", &pid.to_string()]));
+        // Wait for the postmaster to notice, then for recovery to finish.
+        sleep(Duration::from_millis(300));
+        self.wait_until_ready();
+    }
+
+    /// Sends SIGHUP to the postmaster (like `pg_ctl reload`).
+    pub fn reload(&self) {
+        run_checked(self.server_user_command("pg_ctl").args([
+            "-D",
+            self.data_dir().to_str().unwrap(),
+            "reload",
+        ]));
+    }
+
+    /// Runs `bin/<program>` of this installation as the server user, e.g.
+    /// `pgbench`, and returns its output (does not check the exit status).
+    pub fn run_program(&self, program: &str, args: &[&str]) -> Output {
+        self.server_user_command(program)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn start_server(&self) {
+        let data = self.data_dir();
+        let log = self.dir.path().join("server.log");
+        let output = self
+            .server_user_command("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap()])
+            .args(["-w", "-t", "90", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "server did not start: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        self.wait_until_ready();
+    }
+
+    fn stop_server(&self, mode: &str) {
+        let data = self.data_dir();
+        // Best effort: the server may already be down (a test crashed it).
+        let _ = self
+            .server_user_command("pg_ctl")
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ])
+            .output();
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ready = self
+                .try_connect_as("postgres", "postgres")
+                .is_ok_and(|mut client| client.simple_query("SELECT 1").is_ok());
+            match ready {
+                true => return,
+                false if Instant::now() > deadline => {
+                    panic!("server not ready after {START_TIMEOUT:?}\n{}", self.log())
+                }
+                _ => sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// `bin/<program>`, run as the server user when we are root.
+    fn server_user_command(&self, program: &str) -> Command {
+        let path = self.bindir.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", &server_user(), "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_server("immediate");
+        // The directory is owned by the server user; as root, removal works;
+        // as a normal user, it is ours anyway. TempDir removes it next.
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// The SQLSTATE of a failed statement, e.g. `"22023"`.
+pub fn sqlstate(error: &PgError) -> Option<&str> {
+    error.code().map(|code| code.code())
+}
+
+fn is_root() -> bool {
+    run_checked(Command::new("id").arg("-u")).trim() == "0"
+}
+
+fn server_user() -> String {
+    std::env::var("PG_RUN_AS").unwrap_or_else(|_| "postgres".into())
+}
+
+fn give_to_server_user(path: &Path) {
+    if is_root() {
+        run_checked(Command::new("chown").arg(server_user()).arg(path));
+    }
+}
+
+fn append_as_server_user(file: &Path, text: &str) {
+    use std::io::Write;
+    let mut handle = fs::OpenOptions::new().append(true).open(file).unwrap();
+    handle.write_all(text.as_bytes()).unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_checked(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -1,1 +1,13 @@
-//! `pg_wal_budget` domain logic: scopes, policy matching, WAL prediction.
+//! `pg_wal_budget` domain logic: scopes, policy matching, WAL prediction,
+//! admission decisions and reconciliation. Pure Rust; time is passed in.
+//!
+//! - [`scope`]: scope kinds, classification order, canonical composite value,
+//!   scope hashes.
+//! - [`policy`]: modes, argument validation/normalisation, policy matching.
+//! - [`predict`]: EWMA WAL profiles and the prediction fallback chain.
+//! - [`admission`]: the per-mode decision on top of the token bucket, and the
+//!   reconciliation of prediction against measured WAL.
+pub mod admission;
+pub mod policy;
+pub mod predict;
+pub mod scope;

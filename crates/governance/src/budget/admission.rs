@@ -1,0 +1,358 @@
+//! The admission decision per mode, on top of the shared token bucket, and
+//! reconciliation of the charge against the measured WAL.
+use super::policy::Mode;
+use crate::token_bucket::{BucketLimits, ChargeRefusal, TokenBucket};
+
+/// The decision kinds `pwb.recent_decisions()` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionKind {
+    Allowed,
+    Rejected,
+    WouldReject,
+    Queued,
+    InternalErrorFailOpen,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Allowed => "allowed",
+            DecisionKind::Rejected => "rejected",
+            DecisionKind::WouldReject => "would_reject",
+            DecisionKind::Queued => "queued",
+            DecisionKind::InternalErrorFailOpen => "internal_error_fail_open",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            DecisionKind::Allowed => 1,
+            DecisionKind::Rejected => 2,
+            DecisionKind::WouldReject => 3,
+            DecisionKind::Queued => 4,
+            DecisionKind::InternalErrorFailOpen => 5,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<DecisionKind> {
+        [
+            DecisionKind::Allowed,
+            DecisionKind::Rejected,
+            DecisionKind::WouldReject,
+            DecisionKind::Queued,
+            DecisionKind::InternalErrorFailOpen,
+        ]
+        .into_iter()
+        .find(|d| d.code() == code)
+    }
+}
+
+/// Why a decision was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NoPolicy,
+    ObserveMode,
+    ShadowMode,
+    BudgetAvailable,
+    BudgetExceeded,
+    ExceedsBurst,
+    QueuedThenAdmitted,
+    InternalErrorFailOpen,
+    Disabled,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoPolicy => "no_policy",
+            Reason::ObserveMode => "observe_mode",
+            Reason::ShadowMode => "shadow_mode",
+            Reason::BudgetAvailable => "budget_available",
+            Reason::BudgetExceeded => "budget_exceeded",
+            Reason::ExceedsBurst => "prediction_exceeds_burst",
+            Reason::QueuedThenAdmitted => "queued_then_admitted",
+            Reason::InternalErrorFailOpen => "internal_error_fail_open",
+            Reason::Disabled => "disabled",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Reason::NoPolicy => 1,
+            Reason::ObserveMode => 2,
+            Reason::ShadowMode => 3,
+            Reason::BudgetAvailable => 4,
+            Reason::BudgetExceeded => 5,
+            Reason::ExceedsBurst => 6,
+            Reason::QueuedThenAdmitted => 7,
+            Reason::InternalErrorFailOpen => 8,
+            Reason::Disabled => 9,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Reason> {
+        (1..=9u8)
+            .map(|c| match c {
+                1 => Reason::NoPolicy,
+                2 => Reason::ObserveMode,
+                3 => Reason::ShadowMode,
+                4 => Reason::BudgetAvailable,
+                5 => Reason::BudgetExceeded,
+                6 => Reason::ExceedsBurst,
+                7 => Reason::QueuedThenAdmitted,
+                8 => Reason::InternalErrorFailOpen,
+                _ => Reason::Disabled,
+            })
+            .find(|r| r.code() == code)
+    }
+}
+
+/// The outcome of one admission attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Run the statement. `charged` bytes were taken from the bucket up front
+    /// (0 in observe and shadow mode).
+    Admit {
+        charged: u64,
+        kind: DecisionKind,
+        reason: Reason,
+    },
+    /// Refuse the statement now.
+    Reject { reason: Reason },
+    /// Queue mode: not enough budget yet; try again after at most
+    /// `wait_micros`.
+    Wait { wait_micros: u64 },
+}
+
+/// One admission attempt against `bucket` at `now_micros`. Observe admits
+/// without looking; shadow checks without charging and reports a would-be
+/// rejection; queue charges or asks to wait (a prediction above the burst is
+/// rejected since it can never fit); reject charges or rejects.
+pub fn admit(
+    mode: Mode,
+    bucket: &mut TokenBucket,
+    limits: BucketLimits,
+    predicted: u64,
+    now_micros: u64,
+) -> Admission {
+    bucket.refill(limits, now_micros);
+    match mode {
+        Mode::Off => admit_free(Reason::Disabled),
+        Mode::Observe => admit_free(Reason::ObserveMode),
+        Mode::Shadow => match bucket.check(limits, predicted) {
+            Ok(()) => admit_free(Reason::ShadowMode),
+            Err(ChargeRefusal::ExceedsBurst) => Admission::Admit {
+                charged: 0,
+                kind: DecisionKind::WouldReject,
+                reason: Reason::ExceedsBurst,
+            },
+            Err(ChargeRefusal::Insufficient { .. }) => Admission::Admit {
+                charged: 0,
+                kind: DecisionKind::WouldReject,
+                reason: Reason::BudgetExceeded,
+            },
+        },
+        Mode::Queue | Mode::Reject => match bucket.try_charge(limits, predicted, now_micros) {
+            Ok(()) => Admission::Admit {
+                charged: predicted,
+                kind: DecisionKind::Allowed,
+                reason: Reason::BudgetAvailable,
+            },
+            Err(ChargeRefusal::ExceedsBurst) => Admission::Reject {
+                reason: Reason::ExceedsBurst,
+            },
+            Err(ChargeRefusal::Insufficient { wait_micros }) => {
+                if mode == Mode::Queue {
+                    Admission::Wait { wait_micros }
+                } else {
+                    Admission::Reject {
+                        reason: Reason::BudgetExceeded,
+                    }
+                }
+            }
+        },
+    }
+}
+
+fn admit_free(reason: Reason) -> Admission {
+    Admission::Admit {
+        charged: 0,
+        kind: DecisionKind::Allowed,
+        reason,
+    }
+}
+
+/// What reconciliation did to the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    pub refunded: u64,
+    pub debt_added: u64,
+}
+
+/// Settles a statement: `charged` bytes were taken up front, `actual` bytes
+/// were written. Over-charge is refunded; under-charge becomes debt that
+/// later admissions pay. In observe and shadow mode (`charged == 0`) the
+/// actual WAL is accounted the same way, so the bucket tracks what
+/// enforcement would have seen.
+pub fn reconcile(
+    bucket: &mut TokenBucket,
+    limits: BucketLimits,
+    charged: u64,
+    actual: u64,
+) -> Reconciled {
+    if actual <= charged {
+        let refunded = charged - actual;
+        bucket.refund(limits, refunded);
+        Reconciled {
+            refunded,
+            debt_added: 0,
+        }
+    } else {
+        let extra = actual - charged;
+        let debt_before = bucket.debt();
+        bucket.charge_with_debt(extra);
+        Reconciled {
+            refunded: 0,
+            debt_added: bucket.debt() - debt_before,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: BucketLimits = BucketLimits {
+        rate_per_sec: 1000,
+        burst: 4000,
+    };
+
+    #[test]
+    fn observe_never_charges_or_refuses() {
+        let mut b = TokenBucket::full(LIMITS, 0);
+        let a = admit(Mode::Observe, &mut b, LIMITS, 1_000_000, 0);
+        assert_eq!(
+            a,
+            Admission::Admit {
+                charged: 0,
+                kind: DecisionKind::Allowed,
+                reason: Reason::ObserveMode
+            }
+        );
+        assert_eq!(b.available(), 4000);
+    }
+
+    #[test]
+    fn shadow_reports_would_reject_without_charging() {
+        let mut b = TokenBucket::full(LIMITS, 0);
+        assert!(matches!(
+            admit(Mode::Shadow, &mut b, LIMITS, 3000, 0),
+            Admission::Admit {
+                charged: 0,
+                kind: DecisionKind::Allowed,
+                ..
+            }
+        ));
+        assert_eq!(b.available(), 4000);
+        reconcile(&mut b, LIMITS, 0, 3500);
+        assert_eq!(
+            admit(Mode::Shadow, &mut b, LIMITS, 1000, 0),
+            Admission::Admit {
+                charged: 0,
+                kind: DecisionKind::WouldReject,
+                reason: Reason::BudgetExceeded
+            }
+        );
+        assert_eq!(b.available(), 500);
+    }
+
+    #[test]
+    fn reject_charges_then_rejects() {
+        let mut b = TokenBucket::full(LIMITS, 0);
+        assert!(matches!(
+            admit(Mode::Reject, &mut b, LIMITS, 3000, 0),
+            Admission::Admit { charged: 3000, .. }
+        ));
+        assert_eq!(
+            admit(Mode::Reject, &mut b, LIMITS, 3000, 0),
+            Admission::Reject {
+                reason: Reason::BudgetExceeded
+            }
+        );
+        assert_eq!(b.available(), 1000, "a rejection takes nothing");
+        // After two seconds of refill it fits again.
+        assert!(matches!(
+            admit(Mode::Reject, &mut b, LIMITS, 3000, 2_000_000),
+            Admission::Admit { charged: 3000, .. }
+        ));
+    }
+
+    #[test]
+    fn queue_waits_for_refill_and_rejects_oversized() {
+        let mut b = TokenBucket::full(LIMITS, 0);
+        admit(Mode::Queue, &mut b, LIMITS, 4000, 0);
+        assert_eq!(
+            admit(Mode::Queue, &mut b, LIMITS, 1500, 0),
+            Admission::Wait {
+                wait_micros: 1_500_000
+            }
+        );
+        assert!(matches!(
+            admit(Mode::Queue, &mut b, LIMITS, 1500, 1_500_000),
+            Admission::Admit { charged: 1500, .. }
+        ));
+        assert_eq!(
+            admit(Mode::Queue, &mut b, LIMITS, 4001, 100_000_000),
+            Admission::Reject {
+                reason: Reason::ExceedsBurst
+            }
+        );
+    }
+
+    #[test]
+    fn reconcile_refunds_over_prediction_and_records_debt() {
+        let mut b = TokenBucket::full(LIMITS, 0);
+        admit(Mode::Reject, &mut b, LIMITS, 3000, 0);
+        let r = reconcile(&mut b, LIMITS, 3000, 1000);
+        assert_eq!(
+            r,
+            Reconciled {
+                refunded: 2000,
+                debt_added: 0
+            }
+        );
+        assert_eq!(b.available(), 3000);
+        let r = reconcile(&mut b, LIMITS, 500, 4500);
+        assert_eq!(r.debt_added, 1000);
+        assert_eq!((b.available(), b.debt()), (0, 1000));
+        // Debt is paid before the next admission fits.
+        assert_eq!(
+            admit(Mode::Reject, &mut b, LIMITS, 1, 1_000_000),
+            Admission::Reject {
+                reason: Reason::BudgetExceeded
+            }
+        );
+        assert!(matches!(
+            admit(Mode::Reject, &mut b, LIMITS, 1, 1_001_000),
+            Admission::Admit { .. }
+        ));
+    }
+
+    #[test]
+    fn aborted_statement_charged_only_for_what_it_wrote() {
+        let mut b = TokenBucket::full(LIMITS, 0);
+        admit(Mode::Queue, &mut b, LIMITS, 4000, 0);
+        reconcile(&mut b, LIMITS, 4000, 0);
+        assert_eq!(b.available(), 4000);
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for c in 1..=5 {
+            assert_eq!(DecisionKind::from_code(c).unwrap().code(), c);
+        }
+        for c in 1..=9 {
+            assert_eq!(Reason::from_code(c).unwrap().code(), c);
+        }
+    }
+}

@@ -91,7 +91,7 @@ impl Cluster {
         };
 
         let data = cluster.data_dir();
-        run_checked(&mut cluster.server_user_command("initdb").args([
+        run_checked(cluster.server_user_command("initdb").args([
             "-D",
             data.to_str().unwrap(),
             "-U",

@@ -1,14 +1,29 @@
 //! `pg_throttle`: caps the tuples per second that a user's queries read from
 //! executor scan nodes. Loaded through `session_preload_libraries` (as
 //! documented) or `shared_preload_libraries`.
+//!
+//! - `config`: the session user's configuration, read from `throttlings`
+//!   and cached until invalidated.
+//! - `hooks`: FFI only; ExecutorStart/End and transaction callbacks.
+//! - `wrap`: wraps `PlanState->ExecProcNode` and paces tuples.
+//! - `api`: SQL-callable Rust (the invalidation trigger); the documented
+//!   functions are SQL in `sql/api.sql`.
 use pgrx::prelude::*;
+
+mod api;
+mod config;
+mod hooks;
+mod wrap;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/throttlings.sql", name = "throttlings", bootstrap);
+extension_sql_file!("../sql/api.sql", name = "api", finalize);
 
 #[pg_guard]
-pub extern "C-unwind" fn _PG_init() {}
+pub extern "C-unwind" fn _PG_init() {
+    hooks::install();
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

@@ -94,8 +94,14 @@ impl ThrottleConfig {
     }
 
     /// Nothing throttled.
+    pub const UNTHROTTLED: Self = Self {
+        query: None,
+        per_node: [None; 12],
+    };
+
+    /// Nothing throttled.
     pub fn unthrottled() -> Self {
-        Self::default()
+        Self::UNTHROTTLED
     }
 
     /// The mode: a query-mode rate wins over per-node rates, as documented

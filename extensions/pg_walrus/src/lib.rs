@@ -2,12 +2,29 @@
 //! are not forced by WAL volume. Loaded through `shared_preload_libraries`.
 use pgrx::prelude::*;
 
+mod api;
+mod engine;
+mod guc;
+mod shmem;
+mod stats;
+mod sys;
+mod worker;
+
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/history.sql", name = "history", bootstrap);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
-pub extern "C-unwind" fn _PG_init() {}
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+    // SAFETY: a plain read of a flag the postmaster sets while loading
+    // shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        shmem::init();
+        worker::register();
+    }
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

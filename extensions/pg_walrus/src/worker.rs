@@ -1,0 +1,143 @@
+//! The background worker: wakes every interval (`checkpoint_timeout`), feeds
+//! the counters to the sizer, carries out its decisions, cleans up history.
+use crate::engine::{self, Origin};
+use crate::shmem::{self, WorkerState};
+use crate::{api, guc, stats, sys};
+use governance::sizing::Tick;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// Register the worker (only from `shared_preload_libraries`).
+pub fn register() {
+    BackgroundWorkerBuilder::new("pg_walrus worker")
+        .set_type("pg_walrus")
+        .set_library("pg_walrus")
+        .set_function("walrus_worker_main")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(60)))
+        .load();
+}
+
+/// How often expired history is deleted.
+const CLEANUP_EVERY_MS: u64 = 3_600_000;
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = guc::database();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    {
+        let mut sh = shmem::SHARED.exclusive();
+        // SAFETY: MyProcPid is set for every backend.
+        sh.worker_pid = unsafe { pg_sys::MyProcPid };
+        sh.state = WorkerState::Starting;
+        sh.started_ms = sys::now_ms();
+        sh.sizer.drop_baseline();
+    }
+    pgrx::log!("pg_walrus worker started (database \"{database}\")");
+    let mut wait_ms: u64 = 0;
+    let mut last_cleanup_ms: u64 = 0;
+    loop {
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(wait_ms.max(1)))) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            sys::process_config_file();
+        }
+        let now = sys::now_ms();
+        let do_cleanup = now.saturating_sub(last_cleanup_ms) >= CLEANUP_EVERY_MS;
+        wait_ms = BackgroundWorker::transaction(move || {
+            let next = step(now);
+            if do_cleanup {
+                cleanup();
+            }
+            next
+        });
+        if do_cleanup {
+            last_cleanup_ms = now;
+        }
+    }
+    let mut sh = shmem::SHARED.exclusive();
+    sh.state = WorkerState::Stopped;
+    sh.worker_pid = 0;
+}
+
+/// One wake-up; returns how long to sleep.
+fn step(now: u64) -> u64 {
+    let read = sys::in_subtransaction(|| -> Result<_, pgrx::spi::Error> {
+        Ok((stats::server()?, stats::counters()?))
+    });
+    let (server, counters) = match read {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            pgrx::warning!("pg_walrus: could not read statistics: {e}");
+            return 10_000;
+        }
+        Err(e) => {
+            pgrx::warning!("pg_walrus: could not read statistics: {e}");
+            return 10_000;
+        }
+    };
+    let settings = guc::settings(&server);
+    let interval = settings.interval_ms;
+    let Some(counters) = counters else {
+        let mut sh = shmem::SHARED.exclusive();
+        sh.state = WorkerState::Standby;
+        sh.sizer.drop_baseline();
+        return interval;
+    };
+    let tick = {
+        let mut sh = shmem::SHARED.exclusive();
+        let tick = sh
+            .sizer
+            .tick(&settings, now, counters, server.max_wal_size_mb);
+        sh.requested_total = counters.requested;
+        sh.timed_total = counters.timed;
+        match &tick {
+            Tick::Disabled => sh.state = WorkerState::Disabled,
+            Tick::Baseline { .. } => {
+                sh.state = WorkerState::Running;
+                sh.last_baseline_ms = now;
+            }
+            Tick::Early { .. } => {}
+            Tick::Evaluated(e) => {
+                sh.state = WorkerState::Running;
+                sh.last_check_ms = now;
+                sh.intervals += 1;
+                sh.last_forced = e.forced;
+                sh.last_timed = e.timed;
+                sh.last_cycle_bytes = e.cycle_bytes;
+                sh.last_wal_rate_bps =
+                    governance::sizing::sizer::scale(e.wal_bytes, 1000, e.elapsed_ms.max(1));
+                sh.last_needed_mb = e.needed_mb;
+                sh.last_interval_ms = e.elapsed_ms;
+            }
+        }
+        tick
+    };
+    match tick {
+        Tick::Disabled => interval,
+        Tick::Baseline { reason } => {
+            pgrx::debug1!("pg_walrus: baseline taken ({reason})");
+            interval
+        }
+        Tick::Early { remaining_ms } => remaining_ms,
+        Tick::Evaluated(eval) => {
+            if let Some(d) = eval.decision.clone() {
+                engine::carry_out(d, &eval, &settings, &server, Origin::Worker);
+            }
+            interval
+        }
+    }
+}
+
+fn cleanup() {
+    match sys::in_subtransaction(api::delete_expired_history) {
+        Ok(Ok(n)) if n > 0 => pgrx::log!("pg_walrus: deleted {n} expired history rows"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => pgrx::debug1!("pg_walrus: history cleanup skipped: {e}"),
+        Err(e) => pgrx::debug1!("pg_walrus: history cleanup skipped: {e}"),
+    }
+}

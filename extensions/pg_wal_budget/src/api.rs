@@ -1,4 +1,9 @@
-//! SQL functions in schema `pwb`.
+//! SQL functions in schema `pwb`. Argument names and defaults follow the
+//! document; validation lives in `governance::budget::policy`.
+use crate::{backend, errors, policies, profiles, shmem};
+use governance::budget::admission::{DecisionKind, Reason};
+use governance::budget::policy;
+use governance::budget::predict::StatementClass;
 use pgrx::prelude::*;
 
 /// The extension's version, as installed in this library.
@@ -11,9 +16,427 @@ fn version() -> &'static str {
 /// `not_preloaded` (SQL objects exist but admission control is inactive).
 #[pg_extern(stable, parallel_safe)]
 fn preload_status() -> &'static str {
-    if crate::preload::is_preloaded() {
+    if crate::preload::is_preloaded() && shmem::available() {
         "preloaded"
     } else {
         "not_preloaded"
     }
+}
+
+fn require_shmem() -> shmem::Locked {
+    shmem::lock().unwrap_or_else(|| errors::not_preloaded())
+}
+
+/// Runs `f` with admission control off for this backend: pg_wal_budget's
+/// own bookkeeping writes are never throttled, so an administrator can
+/// always fix a policy.
+fn internal<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = Restore(backend::set_internal(true));
+    f()
+}
+
+struct Restore(bool);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        backend::set_internal(self.0);
+    }
+}
+
+fn ok<T>(r: Result<T, policy::ArgError>) -> T {
+    r.unwrap_or_else(|e| errors::bad_argument(e))
+}
+
+/// Creates a policy and returns its id.
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_policy(
+    scope_kind: Option<&str>,
+    scope_value: Option<&str>,
+    wal_rate_bytes_per_sec: Option<i64>,
+    wal_burst_bytes: Option<i64>,
+    mode: default!(Option<&str>, "'observe'"),
+    priority: default!(Option<i32>, 100),
+) -> i32 {
+    let kind = ok(policy::parse_scope_kind(scope_kind));
+    let value = ok(policy::parse_scope_value(scope_value));
+    let (rate, burst) = ok(policy::validate_limits(
+        wal_rate_bytes_per_sec,
+        wal_burst_bytes,
+    ));
+    let mode = ok(policy::parse_mode(mode));
+    let priority = ok(policy::validate_priority(priority));
+    let id = internal(|| {
+        Spi::get_one_with_args::<i32>(
+            "INSERT INTO pwb.policy (mode, scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING policy_id",
+            &[
+                mode.as_str().into(),
+                kind.as_str().into(),
+                value.into(),
+                (rate as i64).into(),
+                (burst as i64).into(),
+                priority.into(),
+            ],
+        )
+    });
+    match id {
+        Ok(Some(id)) => id,
+        _ => error!("pg_wal_budget could not insert the policy"),
+    }
+}
+
+fn update_one(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>], policy_id: i32) {
+    let n = internal(|| {
+        Spi::get_one_with_args::<i64>(
+            &format!("WITH u AS ({sql} RETURNING 1) SELECT count(*) FROM u"),
+            args,
+        )
+    });
+    if !matches!(n, Ok(Some(1))) {
+        errors::no_such_policy(policy_id);
+    }
+}
+
+/// Changes a policy's rate and burst (and priority when given).
+#[pg_extern(volatile, parallel_unsafe)]
+fn update_policy(
+    policy_id: Option<i32>,
+    wal_rate_bytes_per_sec: Option<i64>,
+    wal_burst_bytes: Option<i64>,
+    priority: default!(Option<i32>, "NULL"),
+) {
+    let id = ok(policy::validate_policy_id(policy_id));
+    let (rate, burst) = ok(policy::validate_limits(
+        wal_rate_bytes_per_sec,
+        wal_burst_bytes,
+    ));
+    update_one(
+        "UPDATE pwb.policy SET wal_rate_bytes_per_sec = $2, wal_burst_bytes = $3, \
+         priority = coalesce($4, priority), updated_at = now() WHERE policy_id = $1",
+        &[
+            id.into(),
+            (rate as i64).into(),
+            (burst as i64).into(),
+            priority.into(),
+        ],
+        id,
+    );
+}
+
+/// Sets a policy's mode (off, observe, shadow, queue, reject); re-enables a
+/// disabled policy unless the mode is off.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_policy_mode(policy_id: Option<i32>, mode: Option<&str>) {
+    let id = ok(policy::validate_policy_id(policy_id));
+    let mode = ok(policy::parse_mode(mode));
+    update_one(
+        "UPDATE pwb.policy SET mode = $2, updated_at = now() WHERE policy_id = $1",
+        &[id.into(), mode.as_str().into()],
+        id,
+    );
+}
+
+/// Disables a policy (it stays in pwb.policy, enabled = false).
+#[pg_extern(volatile, parallel_unsafe)]
+fn disable_policy(policy_id: Option<i32>) {
+    let id = ok(policy::validate_policy_id(policy_id));
+    update_one(
+        "UPDATE pwb.policy SET enabled = false, updated_at = now() WHERE policy_id = $1",
+        &[id.into()],
+        id,
+    );
+}
+
+/// Called by the trigger on pwb.policy: tells every backend to reload.
+#[pg_extern(volatile, parallel_unsafe)]
+fn notify_policy_change() {
+    policies::notify_changed();
+}
+
+fn require_tenant_setter() {
+    // SAFETY: catalog lookups for the current user; missing_ok = true.
+    let allowed = unsafe {
+        let role = pg_sys::get_role_oid(c"pwb_tenant_setter".as_ptr(), true);
+        pg_sys::superuser()
+            || (role != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), role))
+    };
+    if !allowed {
+        errors::privilege("set the pg_wal_budget tenant", "pwb_tenant_setter");
+    }
+}
+
+/// Sets this backend's trusted tenant.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_tenant(tenant: Option<&str>) {
+    require_tenant_setter();
+    let tenant = ok(policy::parse_tenant(tenant));
+    backend::set_tenant(Some(tenant));
+}
+
+/// Clears this backend's tenant.
+#[pg_extern(volatile, parallel_unsafe)]
+fn clear_tenant() {
+    require_tenant_setter();
+    backend::set_tenant(None);
+}
+
+/// The backend's current tenant, or NULL.
+#[pg_extern(stable, parallel_unsafe)]
+fn current_tenant() -> Option<String> {
+    backend::tenant()
+}
+
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn counters() -> TableIterator<
+    'static,
+    (
+        name!(accepted_statements, i64),
+        name!(rejected_statements, i64),
+        name!(shadow_would_reject_count, i64),
+        name!(predicted_wal_bytes, i64),
+        name!(actual_wal_bytes, i64),
+        name!(absolute_prediction_error, i64),
+        name!(scope_debt_bytes, i64),
+        name!(missing_actual_wal_count, i64),
+        name!(internal_fail_open_count, i64),
+        name!(aborted_after_charge_count, i64),
+        name!(scope_name_drop_count, i64),
+    ),
+> {
+    let c = *require_shmem().counters();
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    TableIterator::once((
+        i(c.accepted_statements),
+        i(c.rejected_statements),
+        i(c.shadow_would_reject_count),
+        i(c.predicted_wal_bytes),
+        i(c.actual_wal_bytes),
+        i(c.absolute_prediction_error),
+        i(c.scope_debt_bytes),
+        i(c.missing_actual_wal_count),
+        i(c.internal_fail_open_count),
+        i(c.aborted_after_charge_count),
+        i(c.scope_name_drop_count),
+    ))
+}
+
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn scope_stats() -> TableIterator<
+    'static,
+    (
+        name!(policy_id, i32),
+        name!(scope_hash, i64),
+        name!(available_bytes, i64),
+        name!(max_burst_bytes, i64),
+        name!(rate_bytes_per_sec, i64),
+        name!(debt_bytes, i64),
+        name!(last_refill_epoch_ms, i64),
+    ),
+> {
+    let dboid = crate::wal::database_oid();
+    let now = crate::wal::now_micros();
+    let mut shm = require_shmem();
+    let mut rows = Vec::new();
+    for slot in shm
+        .policies()
+        .iter_mut()
+        .filter(|s| s.used && s.dboid == dboid)
+    {
+        let limits = governance::token_bucket::BucketLimits {
+            rate_per_sec: slot.rate,
+            burst: slot.burst,
+        };
+        slot.bucket.refill(limits, now);
+        let last_ms = i64::try_from(slot.bucket.last_refill_micros()).unwrap_or(i64::MAX) / 1000
+            + 946_684_800_000;
+        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        rows.push((
+            slot.policy_id,
+            slot.scope_hash,
+            i(slot.bucket.available()),
+            i(slot.burst),
+            i(slot.rate),
+            i(slot.bucket.debt()),
+            last_ms,
+        ));
+    }
+    drop(shm);
+    rows.sort_by_key(|r| r.0);
+    TableIterator::new(rows)
+}
+
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn query_profiles() -> TableIterator<
+    'static,
+    (
+        name!(scope_hash, i64),
+        name!(query_id, i64),
+        name!(calls, i64),
+        name!(ewma_wal_bytes, f64),
+        name!(max_wal_bytes, i64),
+        name!(last_seen_epoch_ms, i64),
+        name!(is_global, bool),
+    ),
+> {
+    let mut shm = require_shmem();
+    let rows: Vec<_> = shm
+        .profiles()
+        .iter()
+        .filter(|p| p.used && p.calls > 0)
+        .map(|p| {
+            (
+                p.scope_hash,
+                p.query_id,
+                i64::try_from(p.calls).unwrap_or(i64::MAX),
+                p.ewma_wal_bytes,
+                i64::try_from(p.max_wal_bytes).unwrap_or(i64::MAX),
+                p.last_seen_epoch_ms,
+                p.scope_hash == 0,
+            )
+        })
+        .collect();
+    drop(shm);
+    TableIterator::new(rows)
+}
+
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn recent_decisions(
+    decision_limit: default!(Option<i32>, 100),
+) -> TableIterator<
+    'static,
+    (
+        name!(timestamp_epoch_ms, i64),
+        name!(decision_kind, String),
+        name!(policy_id, Option<i32>),
+        name!(scope_kind, Option<String>),
+        name!(scope_hash, i64),
+        name!(query_id, i64),
+        name!(statement_class, String),
+        name!(predicted_wal_bytes, i64),
+        name!(actual_wal_bytes, Option<i64>),
+        name!(available_before, Option<i64>),
+        name!(available_after, Option<i64>),
+        name!(reason_code, String),
+        name!(mode, Option<String>),
+    ),
+> {
+    let limit = match decision_limit {
+        Some(n) if n >= 0 => usize::try_from(n).unwrap_or(0),
+        other => errors::bad_argument(policy::ArgError {
+            message: "decision_limit must be a non-negative integer".into(),
+            detail: format!(
+                "decision_limit is {}.",
+                other.map_or("NULL".to_string(), |n| n.to_string())
+            ),
+            hint: "Pass the number of most recent decisions to return, e.g. 100.".into(),
+        }),
+    };
+    let decisions = require_shmem().recent_decisions(limit);
+    let opt = |v: i64| (v >= 0).then_some(v);
+    let rows: Vec<_> = decisions
+        .into_iter()
+        .map(|d| {
+            (
+                d.timestamp_epoch_ms,
+                DecisionKind::from_code(d.decision_kind)
+                    .map_or("unknown", DecisionKind::as_str)
+                    .to_string(),
+                (d.policy_id > 0).then_some(d.policy_id),
+                backend::kind_name(d.scope_kind).map(str::to_string),
+                d.scope_hash,
+                d.query_id,
+                StatementClass::from_code(d.statement_class)
+                    .map_or("unknown", StatementClass::as_str)
+                    .to_string(),
+                d.predicted_wal_bytes,
+                opt(d.actual_wal_bytes),
+                opt(d.available_before),
+                opt(d.available_after),
+                Reason::from_code(d.reason)
+                    .map_or("unknown", Reason::as_str)
+                    .to_string(),
+                (d.policy_id > 0)
+                    .then(|| backend::mode_name(d.mode).map(str::to_string))
+                    .flatten(),
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn scope_names() -> TableIterator<
+    'static,
+    (
+        name!(scope_kind, String),
+        name!(scope_hash, i64),
+        name!(scope_value, String),
+        name!(first_seen_epoch_ms, i64),
+        name!(last_seen_epoch_ms, i64),
+        name!(seen_count, i64),
+    ),
+> {
+    let mut shm = require_shmem();
+    let rows: Vec<_> = shm
+        .names()
+        .iter()
+        .filter(|n| n.used)
+        .map(|n| {
+            (
+                backend::kind_name(n.scope_kind)
+                    .unwrap_or("unknown")
+                    .to_string(),
+                n.scope_hash,
+                n.value(),
+                n.first_seen_epoch_ms,
+                n.last_seen_epoch_ms,
+                i64::try_from(n.seen_count).unwrap_or(i64::MAX),
+            )
+        })
+        .collect();
+    drop(shm);
+    TableIterator::new(rows)
+}
+
+/// Resets counters, recent decisions and scope names.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reset_stats() {
+    let mut shm = require_shmem();
+    *shm.counters() = shmem::Counters::default();
+    shm.clear_decisions();
+    for n in shm.names() {
+        n.used = false;
+    }
+}
+
+/// Forgets every learned profile, in shared memory and in pwb.query_profile.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reset_profiles() {
+    {
+        let mut shm = require_shmem();
+        for p in shm.profiles() {
+            p.used = false;
+        }
+    }
+    internal(profiles::delete_stored);
+}
+
+/// Writes the learned profiles to pwb.query_profile now.
+#[pg_extern(volatile, parallel_unsafe)]
+fn flush_profiles() {
+    if !shmem::available() {
+        errors::not_preloaded();
+    }
+    internal(profiles::flush);
+}
+
+/// Bytes of shared memory pg_wal_budget requested at the current settings.
+#[pg_extern(volatile, parallel_safe)]
+fn shmem_bytes() -> i64 {
+    i64::try_from(shmem::requested_bytes()).unwrap_or(i64::MAX)
 }

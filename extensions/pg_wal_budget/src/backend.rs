@@ -1,0 +1,152 @@
+//! Backend-local state: the trusted tenant, the stack of admitted statements,
+//! and this backend's copy of its database's policies.
+use crate::flow::{Entry, Matched};
+use crate::wal;
+use governance::budget::policy::{self, Mode, PolicyKey};
+use governance::budget::scope::{Scope, ScopeContext, ScopeKind};
+use pgrx::pg_sys;
+use std::cell::RefCell;
+
+/// One policy row as this backend knows it.
+#[derive(Debug, Clone)]
+pub struct CachedPolicy {
+    pub key: PolicyKey,
+    pub scope_value: String,
+    pub slot: Option<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    tenant: Option<String>,
+    stack: Vec<Entry>,
+    policies: Vec<CachedPolicy>,
+    loaded_generation: u64,
+    loaded_db: u32,
+    role: Option<(pg_sys::Oid, String)>,
+    database: Option<String>,
+    /// Set while this backend runs its own internal queries.
+    internal: bool,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+pub fn set_tenant(tenant: Option<String>) {
+    STATE.with_borrow_mut(|s| s.tenant = tenant);
+}
+
+pub fn tenant() -> Option<String> {
+    STATE.with_borrow(|s| s.tenant.clone())
+}
+
+/// True when no governed statement is open and we are not inside our own
+/// internal queries: nested statements are part of the outer one.
+pub fn is_idle_for_admission() -> bool {
+    STATE.with_borrow(|s| s.stack.is_empty() && !s.internal)
+}
+
+pub fn set_internal(on: bool) -> bool {
+    STATE.with_borrow_mut(|s| std::mem::replace(&mut s.internal, on))
+}
+
+pub fn push(entry: Entry) {
+    STATE.with_borrow_mut(|s| s.stack.push(entry));
+}
+
+pub fn is_top(marker: usize) -> bool {
+    STATE.with_borrow(|s| s.stack.last().is_some_and(|e| e.marker == marker))
+}
+
+pub fn pop_if_top(marker: usize) -> Option<Entry> {
+    STATE.with_borrow_mut(|s| {
+        if s.stack.last().is_some_and(|e| e.marker == marker) {
+            s.stack.pop()
+        } else {
+            None
+        }
+    })
+}
+
+pub fn drain_all() -> Vec<Entry> {
+    STATE.with_borrow_mut(|s| std::mem::take(&mut s.stack))
+}
+
+pub fn drain_executor_entries() -> Vec<Entry> {
+    STATE.with_borrow_mut(|s| {
+        let (utility, executor): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut s.stack)
+            .into_iter()
+            .partition(|e| e.utility);
+        s.stack = utility;
+        executor
+    })
+}
+
+pub fn drain_from_subxact(subxid: pg_sys::SubTransactionId) -> Vec<Entry> {
+    STATE.with_borrow_mut(|s| {
+        let keep = s.stack.iter().take_while(|e| e.subxid < subxid).count();
+        s.stack.split_off(keep)
+    })
+}
+
+/// Whether the cached policies are current for `generation` in this database.
+pub fn policies_current(generation: u64, dboid: u32) -> bool {
+    STATE.with_borrow(|s| s.loaded_generation == generation && s.loaded_db == dboid)
+}
+
+pub fn install_policies(policies: Vec<CachedPolicy>, generation: u64, dboid: u32) {
+    STATE.with_borrow_mut(|s| {
+        s.policies = policies;
+        s.loaded_generation = generation;
+        s.loaded_db = dboid;
+    });
+}
+
+/// The statement's scopes in classification order.
+pub fn classify(composite: bool) -> Vec<Scope> {
+    let role_oid = wal::current_user_oid();
+    let ctx = STATE.with_borrow_mut(|s| {
+        if s.role.as_ref().is_none_or(|(oid, _)| *oid != role_oid) {
+            s.role = wal::role_name(role_oid).map(|n| (role_oid, n));
+        }
+        if s.database.is_none() {
+            s.database = wal::database_name();
+        }
+        ScopeContext {
+            tenant: s.tenant.clone(),
+            role: s.role.as_ref().map(|(_, n)| n.clone()),
+            database: s.database.clone(),
+            application: wal::application_name(),
+        }
+    });
+    ctx.classify(composite)
+}
+
+/// The governing policy for `scopes` among this backend's cached policies.
+pub fn match_policy(scopes: &[Scope]) -> Option<Matched> {
+    STATE.with_borrow(|s| {
+        let keys: Vec<PolicyKey> = s.policies.iter().map(|p| p.key).collect();
+        let (key, _) = policy::match_policy(keys.iter(), scopes)?;
+        let cached = s
+            .policies
+            .iter()
+            .find(|p| p.key.policy_id == key.policy_id)?;
+        Some(Matched {
+            policy_id: key.policy_id,
+            mode: key.mode,
+            scope_kind: key.scope_kind,
+            scope_value: cached.scope_value.clone(),
+            scope_hash: key.scope_hash,
+            slot: cached.slot,
+        })
+    })
+}
+
+/// For `recent_decisions`: kinds are stored as codes.
+pub fn kind_name(code: u8) -> Option<&'static str> {
+    ScopeKind::from_code(code).map(ScopeKind::as_str)
+}
+
+pub fn mode_name(code: u8) -> Option<&'static str> {
+    Mode::from_code(code).map(Mode::as_str)
+}

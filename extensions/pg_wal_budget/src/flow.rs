@@ -1,0 +1,357 @@
+//! How a statement flows through pg_wal_budget: classify, resolve the scope,
+//! match a policy, predict, decide (observe / shadow / queue / reject),
+//! charge, and after execution measure, reconcile and learn. The hook bodies
+//! in `hooks.rs` call [`begin_statement`], [`end_statement`] and the abort
+//! functions here; the arithmetic lives in `governance::budget`.
+use crate::{backend, errors, guc, policies, shmem, wal};
+use governance::budget::admission::{self, Admission, DecisionKind, Reason};
+use governance::budget::policy::Mode;
+use governance::budget::predict::{self, Profile, StatementClass};
+use governance::budget::scope::ScopeKind;
+use governance::token_bucket::BucketLimits;
+use pgrx::pg_sys;
+
+/// One admitted statement waiting for its end.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Identity of the QueryDesc / PlannedStmt that opened it.
+    pub marker: usize,
+    pub subxid: pg_sys::SubTransactionId,
+    pub wal_start: u64,
+    pub predicted: u64,
+    pub charged: u64,
+    /// (slot index, policy id) of the governing policy.
+    pub policy: Option<(usize, i32)>,
+    pub dboid: u32,
+    pub profile_scope: i64,
+    pub query_id: i64,
+    pub decision_seq: u64,
+    /// Opened by ProcessUtility: may span internal commits (VACUUM, CREATE
+    /// INDEX CONCURRENTLY), so it survives transaction commit.
+    pub utility: bool,
+}
+
+/// Whether a statement of this shape should be governed at all: cheap checks
+/// only, so read-only statements pay almost nothing.
+pub fn should_govern() -> bool {
+    guc::enabled()
+        && shmem::available()
+        && backend::is_idle_for_admission()
+        && !is_parallel_worker()
+}
+
+fn is_parallel_worker() -> bool {
+    // SAFETY: a plain per-process global.
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
+
+/// Admission for one top-level writing statement. May wait (queue mode) or
+/// raise an error (reject mode, or an internal failure with fail_open off).
+pub fn begin_statement(class: StatementClass, query_id: i64, marker: usize) {
+    policies::refresh_if_stale();
+    let scopes = backend::classify(guc::composite_scope_enabled());
+    let matched = backend::match_policy(&scopes);
+    let primary = scopes.first().cloned();
+    let (profile_scope_hash, profile_scope_kind, profile_scope_value) = match (&matched, &primary) {
+        (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.clone()),
+        (None, Some(p)) => (p.hash, p.kind, p.value.clone()),
+        (None, None) => (0, ScopeKind::Role, String::new()),
+    };
+    let defaults = guc::prediction_defaults();
+    let predictor = guc::predictor();
+    let dboid = wal::database_oid();
+    let mut queued_recorded = false;
+    let mut was_queued = false;
+
+    loop {
+        let now_us = wal::now_micros();
+        let now_ms = wal::now_epoch_ms();
+        let Some(mut shm) = shmem::lock() else {
+            return;
+        };
+        let (scope_profile, global_profile) = if query_id != 0 {
+            (
+                shm.profile(profile_scope_hash, query_id, false)
+                    .map(|p| to_profile(p)),
+                shm.profile(0, query_id, false).map(|p| to_profile(p)),
+            )
+        } else {
+            (None, None)
+        };
+        let (predicted, _) = predict::predict(
+            predictor,
+            class,
+            scope_profile.as_ref(),
+            global_profile.as_ref(),
+            defaults,
+        );
+        if profile_scope_hash != 0
+            && !shm.note_scope(
+                profile_scope_kind.code(),
+                profile_scope_hash,
+                &profile_scope_value,
+                now_ms,
+            )
+        {
+            shm.counters().scope_name_drop_count += 1;
+        }
+        let mut decision = shmem::DecisionSlot {
+            seq: 0,
+            timestamp_epoch_ms: now_ms,
+            decision_kind: DecisionKind::Allowed.code(),
+            reason: Reason::NoPolicy.code(),
+            scope_kind: profile_scope_kind.code(),
+            statement_class: class.code(),
+            mode: 0,
+            policy_id: 0,
+            scope_hash: profile_scope_hash,
+            query_id,
+            predicted_wal_bytes: clamp_i64(predicted),
+            actual_wal_bytes: -1,
+            available_before: -1,
+            available_after: -1,
+        };
+        let mut entry = Entry {
+            marker,
+            subxid: wal::subxact_id(),
+            wal_start: 0,
+            predicted,
+            charged: 0,
+            policy: None,
+            dboid,
+            profile_scope: profile_scope_hash,
+            query_id,
+            decision_seq: 0,
+            utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
+        };
+
+        let Some(m) = matched.as_ref() else {
+            shm.counters().accepted_statements += 1;
+            entry.decision_seq = shm.push_decision(decision);
+            drop(shm);
+            entry.wal_start = wal::wal_bytes();
+            backend::push(entry);
+            return;
+        };
+        decision.policy_id = m.policy_id;
+        decision.mode = m.mode.code();
+
+        let slot_index = m.slot.filter(|&i| {
+            let slots = shm.policies();
+            slots
+                .get(i)
+                .is_some_and(|s| s.used && s.dboid == dboid && s.policy_id == m.policy_id)
+        });
+        let Some(slot_index) = slot_index else {
+            // The policy has no shared bucket: the bucket table is full.
+            decision.decision_kind = DecisionKind::InternalErrorFailOpen.code();
+            decision.reason = Reason::InternalErrorFailOpen.code();
+            if guc::fail_open() {
+                shm.counters().internal_fail_open_count += 1;
+                shm.counters().accepted_statements += 1;
+                entry.decision_seq = shm.push_decision(decision);
+                drop(shm);
+                entry.wal_start = wal::wal_bytes();
+                backend::push(entry);
+                return;
+            }
+            shm.counters().rejected_statements += 1;
+            shm.push_decision(decision);
+            drop(shm);
+            errors::internal_failure(m.policy_id);
+        };
+
+        let (rate, burst, admission, before, after) = {
+            let slot = &mut shm.policies()[slot_index];
+            let limits = BucketLimits {
+                rate_per_sec: slot.rate,
+                burst: slot.burst,
+            };
+            slot.bucket.refill(limits, now_us);
+            let before = slot.bucket.available();
+            let admission = admission::admit(m.mode, &mut slot.bucket, limits, predicted, now_us);
+            (
+                slot.rate,
+                slot.burst,
+                admission,
+                before,
+                slot.bucket.available(),
+            )
+        };
+        decision.available_before = clamp_i64(before);
+        decision.available_after = clamp_i64(after);
+        match admission {
+            Admission::Admit {
+                charged,
+                kind,
+                reason,
+            } => {
+                decision.decision_kind = kind.code();
+                decision.reason = if was_queued && reason == Reason::BudgetAvailable {
+                    Reason::QueuedThenAdmitted.code()
+                } else {
+                    reason.code()
+                };
+                if kind == DecisionKind::WouldReject {
+                    shm.counters().shadow_would_reject_count += 1;
+                }
+                shm.counters().accepted_statements += 1;
+                entry.decision_seq = shm.push_decision(decision);
+                entry.charged = charged;
+                entry.policy = Some((slot_index, m.policy_id));
+                drop(shm);
+                entry.wal_start = wal::wal_bytes();
+                backend::push(entry);
+                return;
+            }
+            Admission::Reject { reason } => {
+                decision.decision_kind = DecisionKind::Rejected.code();
+                decision.reason = reason.code();
+                shm.counters().rejected_statements += 1;
+                shm.push_decision(decision);
+                drop(shm);
+                errors::budget_exceeded(
+                    m.policy_id,
+                    m.mode,
+                    &m.describe(),
+                    predicted,
+                    before,
+                    rate,
+                    burst,
+                    reason,
+                );
+            }
+            Admission::Wait { wait_micros } => {
+                if !queued_recorded {
+                    decision.decision_kind = DecisionKind::Queued.code();
+                    decision.reason = Reason::BudgetExceeded.code();
+                    shm.push_decision(decision);
+                    queued_recorded = true;
+                }
+                was_queued = true;
+                drop(shm);
+                wal::wait_for_budget(wait_micros);
+            }
+        }
+    }
+}
+
+fn to_profile(p: &shmem::ProfileSlot) -> Profile {
+    Profile {
+        calls: p.calls,
+        ewma_wal_bytes: p.ewma_wal_bytes,
+        max_wal_bytes: p.max_wal_bytes,
+    }
+}
+
+pub fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// After the statement opened by `marker` ran to completion: measure,
+/// reconcile, learn.
+pub fn end_statement(marker: usize) {
+    let Some(entry) = backend::pop_if_top(marker) else {
+        return;
+    };
+    let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
+    settle(&entry, actual, true);
+}
+
+/// Transaction abort: settle every open statement for the WAL it actually
+/// wrote, without learning from the partial run.
+pub fn abort_all() {
+    for entry in backend::drain_all() {
+        let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
+        settle(&entry, actual, false);
+    }
+}
+
+/// Transaction commit: executor statements still open (a portal never run
+/// to its end) are settled; utility statements spanning commits stay open.
+pub fn commit() {
+    for entry in backend::drain_executor_entries() {
+        let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
+        settle(&entry, actual, false);
+    }
+}
+
+/// Subtransaction abort: settle the statements opened inside it.
+pub fn abort_subxact(subxid: pg_sys::SubTransactionId) {
+    for entry in backend::drain_from_subxact(subxid) {
+        let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
+        settle(&entry, actual, false);
+    }
+}
+
+fn settle(entry: &Entry, actual: u64, completed: bool) {
+    let Some(mut shm) = shmem::lock() else {
+        return;
+    };
+    let mut after = None;
+    if let Some((index, policy_id)) = entry.policy
+        && let Some(slot) = shm.policies().get_mut(index)
+        && slot.used
+        && slot.dboid == entry.dboid
+        && slot.policy_id == policy_id
+    {
+        let limits = BucketLimits {
+            rate_per_sec: slot.rate,
+            burst: slot.burst,
+        };
+        let r = admission::reconcile(&mut slot.bucket, limits, entry.charged, actual);
+        after = Some(slot.bucket.available());
+        shm.counters().scope_debt_bytes =
+            shm.counters().scope_debt_bytes.saturating_add(r.debt_added);
+    }
+    let c = shm.counters();
+    c.predicted_wal_bytes = c.predicted_wal_bytes.saturating_add(entry.predicted);
+    c.actual_wal_bytes = c.actual_wal_bytes.saturating_add(actual);
+    c.absolute_prediction_error = c
+        .absolute_prediction_error
+        .saturating_add(entry.predicted.abs_diff(actual));
+    if !completed && entry.charged > 0 {
+        c.aborted_after_charge_count += 1;
+    }
+    if let Some(d) = shm.decision_mut(entry.decision_seq) {
+        d.actual_wal_bytes = clamp_i64(actual);
+        if let Some(a) = after {
+            d.available_after = clamp_i64(a);
+        }
+    }
+    if completed && entry.query_id != 0 {
+        let alpha = guc::profile_ewma_alpha();
+        let now_ms = wal::now_epoch_ms();
+        for scope in [entry.profile_scope, 0] {
+            if let Some(p) = shm.profile(scope, entry.query_id, true) {
+                let mut profile = to_profile(p);
+                profile.observe(actual, alpha);
+                p.calls = profile.calls;
+                p.ewma_wal_bytes = profile.ewma_wal_bytes;
+                p.max_wal_bytes = profile.max_wal_bytes;
+                p.last_seen_epoch_ms = now_ms;
+                p.dirty = true;
+            }
+            if entry.profile_scope == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// A policy as matched for one statement.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub policy_id: i32,
+    pub mode: Mode,
+    pub scope_kind: ScopeKind,
+    pub scope_value: String,
+    pub scope_hash: i64,
+    pub slot: Option<usize>,
+}
+
+impl Matched {
+    pub fn describe(&self) -> String {
+        format!("{} \"{}\"", self.scope_kind.as_str(), self.scope_value)
+    }
+}

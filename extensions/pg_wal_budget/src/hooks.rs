@@ -1,0 +1,218 @@
+//! FFI only: installs the executor, utility and transaction hooks and keeps
+//! their bodies thin; the statement flow lives in `flow.rs`.
+use crate::{flow, policies};
+use governance::budget::predict::StatementClass;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Installs the hooks. `_PG_init` only, while preloading.
+pub fn init() {
+    // SAFETY: _PG_init runs single-threaded in the postmaster; we save each
+    // previous hook and chain to it.
+    unsafe {
+        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+        PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
+        pg_sys::ExecutorEnd_hook = Some(executor_end);
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+    }
+}
+
+/// The class of an executor statement: writes are INSERT, UPDATE, DELETE,
+/// MERGE and SELECT with data-modifying CTEs.
+fn executor_class(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: i32,
+) -> Option<(StatementClass, i64)> {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+        return None;
+    }
+    // SAFETY: the executor hands us a valid QueryDesc with a PlannedStmt.
+    let (operation, pstmt) = unsafe { ((*query_desc).operation, (*query_desc).plannedstmt) };
+    let write = match operation {
+        pg_sys::CmdType::CMD_INSERT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE => {
+            true
+        }
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
+        pg_sys::CmdType::CMD_MERGE => true,
+        // SAFETY: pstmt is valid when non-null.
+        pg_sys::CmdType::CMD_SELECT => !pstmt.is_null() && unsafe { (*pstmt).hasModifyingCTE },
+        _ => false,
+    };
+    if !write || pstmt.is_null() {
+        return None;
+    }
+    // SAFETY: pstmt checked non-null above.
+    let query_id = unsafe { (*pstmt).queryId } as i64;
+    Some((StatementClass::Write, query_id))
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
+    if flow::should_govern()
+        && let Some((class, query_id)) = executor_class(query_desc, eflags)
+    {
+        flow::begin_statement(class, query_id, query_desc as usize);
+    }
+    // SAFETY: chaining to the previous hook or the standard implementation
+    // with the arguments we were given.
+    unsafe {
+        match PREV_EXECUTOR_START {
+            Some(prev) => prev(query_desc, eflags),
+            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
+    let ours = crate::backend::is_top(query_desc as usize);
+    // SAFETY: chaining with the arguments we were given.
+    unsafe {
+        match PREV_EXECUTOR_END {
+            Some(prev) => prev(query_desc),
+            None => pg_sys::standard_ExecutorEnd(query_desc),
+        }
+    }
+    // Measured after the standard end, so parallel workers' WAL is included.
+    if ours {
+        flow::end_statement(query_desc as usize);
+    }
+}
+
+/// The class of a utility statement, or None for statements that write no
+/// WAL of their own (transaction control, SET/SHOW, EXPLAIN, cursors,
+/// PREPARE/EXECUTE, CALL/DO whose statements are governed one by one, COPY TO,
+/// and ALTER SYSTEM so the emergency switch `pwb.enabled = off` always works).
+fn utility_class(pstmt: *mut pg_sys::PlannedStmt) -> Option<StatementClass> {
+    // SAFETY: ProcessUtility hands us a valid PlannedStmt whose utilityStmt
+    // is a Node.
+    let node = unsafe { (*pstmt).utilityStmt };
+    if node.is_null() {
+        return None;
+    }
+    // SAFETY: node is non-null.
+    let tag = unsafe { (*node).type_ };
+    use pg_sys::NodeTag::*;
+    match tag {
+        T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_ExplainStmt
+        | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_DeclareCursorStmt | T_FetchStmt
+        | T_ClosePortalStmt | T_ListenStmt | T_UnlistenStmt | T_NotifyStmt | T_LockStmt
+        | T_DiscardStmt | T_CallStmt | T_DoStmt | T_CheckPointStmt | T_LoadStmt
+        | T_ConstraintsSetStmt | T_AlterSystemStmt => None,
+        T_CopyStmt => {
+            // SAFETY: the tag says this is a CopyStmt.
+            let from = unsafe { (*node.cast::<pg_sys::CopyStmt>()).is_from };
+            from.then_some(StatementClass::Copy)
+        }
+        _ => Some(StatementClass::Utility),
+    }
+}
+
+fn changes_extension_objects(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: as in utility_class.
+    let node = unsafe { (*pstmt).utilityStmt };
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: node is non-null.
+    let tag = unsafe { (*node).type_ };
+    matches!(
+        tag,
+        pg_sys::NodeTag::T_DropStmt
+            | pg_sys::NodeTag::T_CreateExtensionStmt
+            | pg_sys::NodeTag::T_AlterExtensionStmt
+            | pg_sys::NodeTag::T_AlterExtensionContentsStmt
+    )
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let mut governed = false;
+    if flow::should_govern()
+        && let Some(class) = utility_class(pstmt)
+    {
+        // SAFETY: pstmt is valid for the duration of the call.
+        let query_id = unsafe { (*pstmt).queryId } as i64;
+        flow::begin_statement(class, query_id, pstmt as usize);
+        governed = true;
+    }
+    // SAFETY: chaining with the arguments we were given.
+    unsafe {
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+    if governed {
+        flow::end_statement(pstmt as usize);
+    }
+    if changes_extension_objects(pstmt) {
+        crate::shmem::bump_policy_generation();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            flow::abort_all();
+            policies::at_transaction_end();
+        }
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
+            flow::commit();
+            policies::at_transaction_end();
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        flow::abort_subxact(my_subid);
+    }
+}

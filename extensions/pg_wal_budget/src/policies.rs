@@ -1,0 +1,211 @@
+//! The shared-memory policy cache: the durable `pwb.policy` table of each
+//! database is mirrored into shared slots (one token bucket per policy) and
+//! into each backend's local copy. A generation counter, bumped by a trigger
+//! on `pwb.policy` (and again at commit) and by extension DDL, tells backends
+//! to reload.
+use crate::backend::{self, CachedPolicy};
+use crate::{shmem, wal};
+use governance::budget::policy::{Mode, PolicyKey};
+use governance::budget::scope::{ScopeKind, scope_hash};
+use governance::token_bucket::{BucketLimits, TokenBucket};
+use pgrx::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Row {
+    policy_id: i32,
+    enabled: bool,
+    mode: Mode,
+    kind: ScopeKind,
+    value: String,
+    rate: u64,
+    burst: u64,
+    priority: i32,
+}
+
+/// Reloads this backend's policies when the generation moved.
+pub fn refresh_if_stale() {
+    let generation = shmem::policy_generation();
+    let dboid = wal::database_oid();
+    if backend::policies_current(generation, dboid) {
+        return;
+    }
+    // SAFETY: reads transaction state.
+    if !unsafe { pg_sys::IsTransactionState() } {
+        return;
+    }
+    let rows = read_rows();
+    let cached = sync_shared(&rows, dboid);
+    pgrx::debug1!(
+        "pg_wal_budget: loaded {} policies at generation {generation}",
+        cached.len()
+    );
+    backend::install_policies(cached, generation, dboid);
+}
+
+fn extension_installed() -> bool {
+    // SAFETY: catalog lookup with missing_ok = true.
+    unsafe { pg_sys::get_extension_oid(c"pg_wal_budget".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// Reads `pwb.policy` as the bootstrap superuser (the statement's user need
+/// not see the table), with our own hooks switched off.
+fn read_rows() -> Vec<Row> {
+    if !extension_installed() {
+        return Vec::new();
+    }
+    let was_internal = backend::set_internal(true);
+    let mut save_user = pg_sys::InvalidOid;
+    let mut save_ctx = 0;
+    // SAFETY: saving and switching the user id for the duration of our own
+    // query; an error in between is cleaned up by transaction abort, which
+    // restores the user id.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut save_user, &mut save_ctx);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            save_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    // SAFETY: pushes a snapshot when the caller (e.g. a utility statement)
+    // has none; popped below.
+    let pushed = unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            false
+        } else {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            true
+        }
+    };
+    let rows = Spi::connect(|client| -> Result<Vec<Row>, pgrx::spi::Error> {
+        let table = client.select(
+            "SELECT policy_id, enabled, mode, scope_kind, scope_value, \
+             wal_rate_bytes_per_sec, wal_burst_bytes, priority FROM pwb.policy",
+            None,
+            &[],
+        )?;
+        let mut rows = Vec::new();
+        for row in table {
+            let (Some(id), Some(kind), Some(value)) = (
+                row.get::<i32>(1)?,
+                row.get::<String>(4)?.and_then(|k| ScopeKind::parse(&k)),
+                row.get::<String>(5)?,
+            ) else {
+                continue;
+            };
+            let Some(mode) = row.get::<String>(3)?.and_then(|m| Mode::parse(&m)) else {
+                continue;
+            };
+            let rate = row.get::<i64>(6)?.unwrap_or(1).max(1).unsigned_abs();
+            let burst = row
+                .get::<i64>(7)?
+                .unwrap_or(1)
+                .max(1)
+                .unsigned_abs()
+                .max(rate);
+            rows.push(Row {
+                policy_id: id,
+                enabled: row.get::<bool>(2)?.unwrap_or(false),
+                mode,
+                kind,
+                value,
+                rate,
+                burst,
+                priority: row.get::<i32>(8)?.unwrap_or(100),
+            });
+        }
+        Ok(rows)
+    });
+    // SAFETY: undoes the snapshot push and user switch above.
+    unsafe {
+        if pushed {
+            pg_sys::PopActiveSnapshot();
+        }
+        pg_sys::SetUserIdAndSecContext(save_user, save_ctx);
+    }
+    backend::set_internal(was_internal);
+    rows.unwrap_or_default()
+}
+
+/// Mirrors this database's rows into the shared slots, keeping bucket state
+/// for policies that already had a slot, and returns the local cache.
+fn sync_shared(rows: &[Row], dboid: u32) -> Vec<CachedPolicy> {
+    let now = wal::now_micros();
+    let Some(mut shm) = shmem::lock() else {
+        return Vec::new();
+    };
+    let slots = shm.policies();
+    for slot in slots.iter_mut() {
+        if slot.used && slot.dboid == dboid && !rows.iter().any(|r| r.policy_id == slot.policy_id) {
+            slot.used = false;
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let limits = BucketLimits {
+            rate_per_sec: row.rate,
+            burst: row.burst,
+        };
+        let hash = scope_hash(row.kind, &row.value);
+        let existing = slots
+            .iter()
+            .position(|s| s.used && s.dboid == dboid && s.policy_id == row.policy_id);
+        let index = existing.or_else(|| slots.iter().position(|s| !s.used));
+        if let Some(i) = index {
+            let slot = &mut slots[i];
+            if existing.is_none() || slot.scope_hash != hash || slot.scope_kind != row.kind.code() {
+                slot.bucket = TokenBucket::full(limits, now);
+            } else {
+                slot.bucket.refill(
+                    BucketLimits {
+                        rate_per_sec: slot.rate,
+                        burst: slot.burst,
+                    },
+                    now,
+                );
+                slot.bucket.apply_limits(limits);
+            }
+            slot.used = true;
+            slot.dboid = dboid;
+            slot.policy_id = row.policy_id;
+            slot.enabled = row.enabled;
+            slot.mode = row.mode.code();
+            slot.scope_kind = row.kind.code();
+            slot.scope_hash = hash;
+            slot.priority = row.priority;
+            slot.rate = row.rate;
+            slot.burst = row.burst;
+        }
+        out.push(CachedPolicy {
+            key: PolicyKey {
+                policy_id: row.policy_id,
+                enabled: row.enabled,
+                mode: row.mode,
+                scope_kind: row.kind,
+                scope_hash: hash,
+                priority: row.priority,
+            },
+            scope_value: row.value.clone(),
+            slot: index,
+        });
+    }
+    out
+}
+
+thread_local! {
+    static BUMP_AT_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `pwb.policy` changed in this transaction: reload now, and again once the
+/// change is committed and visible to everyone.
+pub fn notify_changed() {
+    shmem::bump_policy_generation();
+    BUMP_AT_COMMIT.with(|b| b.set(true));
+}
+
+/// Transaction end: publish a committed change (or a rolled-back one, which
+/// costs only a reload).
+pub fn at_transaction_end() {
+    if BUMP_AT_COMMIT.with(|b| b.replace(false)) {
+        shmem::bump_policy_generation();
+    }
+}

@@ -1,0 +1,460 @@
+//! Shared-memory layout and accessors. One named LWLock tranche protects the
+//! whole state: the policy/bucket table, counters, the recent-decision ring,
+//! the query profile cache and the scope-name table. Array sizes come from the
+//! postmaster GUCs (see `guc::capacities`).
+//!
+//! All `unsafe` for shared memory lives here: callers get a [`Locked`] guard
+//! that derefs to safe slices.
+use crate::guc;
+use governance::token_bucket::TokenBucket;
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const SHMEM_NAME: &std::ffi::CStr = c"pg_wal_budget";
+const TRANCHE_NAME: &std::ffi::CStr = c"pg_wal_budget";
+
+/// Longest scope value kept in the scope-name table.
+pub const SCOPE_VALUE_BYTES: usize = 256;
+
+/// Probe length for the open-addressing tables.
+const PROBE: usize = 32;
+
+#[derive(Debug, Default, Clone, Copy)]
+#[repr(C)]
+pub struct Counters {
+    pub accepted_statements: u64,
+    pub rejected_statements: u64,
+    pub shadow_would_reject_count: u64,
+    pub predicted_wal_bytes: u64,
+    pub actual_wal_bytes: u64,
+    pub absolute_prediction_error: u64,
+    pub scope_debt_bytes: u64,
+    pub missing_actual_wal_count: u64,
+    pub internal_fail_open_count: u64,
+    pub aborted_after_charge_count: u64,
+    pub scope_name_drop_count: u64,
+}
+
+/// One durable policy mirrored into shared memory, with its bucket.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct PolicySlot {
+    pub used: bool,
+    pub enabled: bool,
+    pub mode: u8,
+    pub scope_kind: u8,
+    pub dboid: u32,
+    pub policy_id: i32,
+    pub priority: i32,
+    pub scope_hash: i64,
+    pub rate: u64,
+    pub burst: u64,
+    pub bucket: TokenBucket,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ProfileSlot {
+    pub used: bool,
+    pub dirty: bool,
+    pub scope_hash: i64,
+    pub query_id: i64,
+    pub calls: u64,
+    pub ewma_wal_bytes: f64,
+    pub max_wal_bytes: u64,
+    pub last_seen_epoch_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct DecisionSlot {
+    /// 0 = empty; otherwise the decision's sequence number + 1.
+    pub seq: u64,
+    pub timestamp_epoch_ms: i64,
+    pub decision_kind: u8,
+    pub reason: u8,
+    pub scope_kind: u8,
+    pub statement_class: u8,
+    pub mode: u8,
+    pub policy_id: i32,
+    pub scope_hash: i64,
+    pub query_id: i64,
+    pub predicted_wal_bytes: i64,
+    /// -1 until measured.
+    pub actual_wal_bytes: i64,
+    pub available_before: i64,
+    pub available_after: i64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct ScopeNameSlot {
+    pub used: bool,
+    pub scope_kind: u8,
+    pub value_len: u16,
+    pub scope_hash: i64,
+    pub first_seen_epoch_ms: i64,
+    pub last_seen_epoch_ms: i64,
+    pub seen_count: u64,
+    pub value: [u8; SCOPE_VALUE_BYTES],
+}
+
+#[repr(C)]
+struct Header {
+    policy_generation: AtomicU64,
+    counters: Counters,
+    decision_next: u64,
+    n_buckets: usize,
+    n_profiles: usize,
+    n_decisions: usize,
+    n_names: usize,
+}
+
+/// Where everything lives, computed identically in every process.
+#[derive(Clone, Copy)]
+struct Layout {
+    caps: guc::Capacities,
+    buckets_off: usize,
+    profiles_off: usize,
+    decisions_off: usize,
+    names_off: usize,
+    total: usize,
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(64) * 64
+}
+
+fn layout() -> Layout {
+    let caps = guc::capacities();
+    let buckets_off = align(size_of::<Header>());
+    let profiles_off = align(buckets_off + caps.buckets * size_of::<PolicySlot>());
+    let decisions_off = align(profiles_off + caps.profiles * size_of::<ProfileSlot>());
+    let names_off = align(decisions_off + caps.decisions * size_of::<DecisionSlot>());
+    let total = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    Layout {
+        caps,
+        buckets_off,
+        profiles_off,
+        decisions_off,
+        names_off,
+        total,
+    }
+}
+
+struct Shared {
+    base: *mut u8,
+    lock: *mut pg_sys::LWLock,
+    layout: Layout,
+}
+
+// Per-process pointers into shared memory, set once in the startup hook (or
+// inherited from the postmaster) and never changed afterwards.
+static mut SHARED: Option<Shared> = None;
+static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+/// Installs the shared-memory request and startup hooks. `_PG_init` only,
+/// while preloading.
+pub fn init() {
+    // SAFETY: _PG_init runs single-threaded in the postmaster during
+    // shared_preload_libraries processing; saving and replacing the hook
+    // globals there is the documented protocol.
+    unsafe {
+        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(shmem_request);
+        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+/// Bytes of shared memory this extension asks for at the current settings.
+pub fn requested_bytes() -> usize {
+    layout().total
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: called by the postmaster in the shmem request phase; the
+    // previous hook was saved in init().
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST {
+            prev();
+        }
+        pg_sys::RequestAddinShmemSpace(layout().total);
+        pg_sys::RequestNamedLWLockTranche(TRANCHE_NAME.as_ptr(), 1);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: called in the postmaster (or an EXEC_BACKEND child) after shared
+    // memory exists; AddinShmemInitLock serialises the initialisation, and the
+    // structure is zeroed and set up only by the first caller (found = false).
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP {
+            prev();
+        }
+        let layout = layout();
+        let init_lock = addin_shmem_init_lock();
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let base =
+            pg_sys::ShmemInitStruct(SHMEM_NAME.as_ptr(), layout.total, &mut found).cast::<u8>();
+        if !found {
+            std::ptr::write_bytes(base, 0, layout.total);
+            let header = base.cast::<Header>();
+            (*header).policy_generation = AtomicU64::new(1);
+            (*header).n_buckets = layout.caps.buckets;
+            (*header).n_profiles = layout.caps.profiles;
+            (*header).n_decisions = layout.caps.decisions;
+            (*header).n_names = layout.caps.scope_names;
+        }
+        let lock =
+            std::ptr::addr_of_mut!((*pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr())).lock);
+        pg_sys::LWLockRelease(init_lock);
+        SHARED = Some(Shared { base, lock, layout });
+    }
+}
+
+/// `AddinShmemInitLock`: slot 21 of the main LWLock array on every
+/// supported version (lwlocknames.txt / lwlocklist.h); bindgen does not
+/// export the C macro.
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+
+/// # Safety
+/// Only after the main LWLock array exists (shmem startup or later).
+unsafe fn addin_shmem_init_lock() -> *mut pg_sys::LWLock {
+    // SAFETY: MainLWLockArray has NUM_FIXED_LWLOCKS > 21 entries.
+    unsafe { std::ptr::addr_of_mut!((*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock) }
+}
+
+fn shared() -> Option<&'static Shared> {
+    // SAFETY: SHARED is written once per process before any backend code runs
+    // (startup hook) and only read afterwards.
+    unsafe { (*std::ptr::addr_of!(SHARED)).as_ref() }
+}
+
+/// Whether shared memory is attached in this process.
+pub fn available() -> bool {
+    shared().is_some()
+}
+
+/// The policy generation: bumped whenever `pwb.policy` may have changed.
+pub fn policy_generation() -> u64 {
+    shared().map_or(0, |s| {
+        // SAFETY: base points at an initialised Header for the process lifetime.
+        unsafe {
+            (*s.base.cast::<Header>())
+                .policy_generation
+                .load(Ordering::Acquire)
+        }
+    })
+}
+
+pub fn bump_policy_generation() {
+    if let Some(s) = shared() {
+        // SAFETY: as in policy_generation; the field is atomic.
+        unsafe {
+            (*s.base.cast::<Header>())
+                .policy_generation
+                .fetch_add(1, Ordering::AcqRel)
+        };
+    }
+}
+
+/// Exclusive access to the whole shared state; released on drop.
+pub struct Locked {
+    shared: &'static Shared,
+}
+
+/// Takes the lock, or `None` when shared memory is not attached.
+pub fn lock() -> Option<Locked> {
+    let shared = shared()?;
+    // SAFETY: the lock pointer came from GetNamedLWLockTranche and lives in
+    // shared memory for the postmaster's lifetime.
+    unsafe { pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
+    Some(Locked { shared })
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we hold the lock (taken in lock()).
+        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
+    }
+}
+
+impl Locked {
+    fn header(&mut self) -> &mut Header {
+        // SAFETY: base points at the Header; we hold the exclusive lock.
+        unsafe { &mut *self.shared.base.cast::<Header>() }
+    }
+
+    fn slice<T>(&mut self, off: usize, len: usize) -> &mut [T] {
+        // SAFETY: off/len come from the same layout used to size and zero the
+        // segment; all slot types are valid when zeroed; we hold the lock.
+        unsafe { std::slice::from_raw_parts_mut(self.shared.base.add(off).cast::<T>(), len) }
+    }
+
+    pub fn counters(&mut self) -> &mut Counters {
+        &mut self.header().counters
+    }
+
+    pub fn policies(&mut self) -> &mut [PolicySlot] {
+        let l = self.shared.layout;
+        self.slice(l.buckets_off, l.caps.buckets)
+    }
+
+    pub fn profiles(&mut self) -> &mut [ProfileSlot] {
+        let l = self.shared.layout;
+        self.slice(l.profiles_off, l.caps.profiles)
+    }
+
+    pub fn decisions(&mut self) -> &mut [DecisionSlot] {
+        let l = self.shared.layout;
+        self.slice(l.decisions_off, l.caps.decisions)
+    }
+
+    pub fn names(&mut self) -> &mut [ScopeNameSlot] {
+        let l = self.shared.layout;
+        self.slice(l.names_off, l.caps.scope_names)
+    }
+
+    /// Appends a decision to the ring; returns its sequence number.
+    pub fn push_decision(&mut self, mut d: DecisionSlot) -> u64 {
+        let seq = self.header().decision_next;
+        self.header().decision_next = seq + 1;
+        d.seq = seq + 1;
+        let ring = self.decisions();
+        let len = ring.len() as u64;
+        ring[(seq % len) as usize] = d;
+        seq
+    }
+
+    /// The decision with sequence number `seq`, if not yet overwritten.
+    pub fn decision_mut(&mut self, seq: u64) -> Option<&mut DecisionSlot> {
+        let ring = self.decisions();
+        let len = ring.len() as u64;
+        let slot = &mut ring[(seq % len) as usize];
+        (slot.seq == seq + 1).then_some(slot)
+    }
+
+    /// Decisions newest first.
+    pub fn recent_decisions(&mut self, limit: usize) -> Vec<DecisionSlot> {
+        let next = self.header().decision_next;
+        let ring = self.decisions();
+        let len = ring.len() as u64;
+        let mut out = Vec::new();
+        let mut seq = next;
+        while seq > 0 && out.len() < limit && next - seq < len {
+            seq -= 1;
+            let slot = ring[(seq % len) as usize];
+            if slot.seq == seq + 1 {
+                out.push(slot);
+            }
+        }
+        out
+    }
+
+    pub fn clear_decisions(&mut self) {
+        self.header().decision_next = 0;
+        for d in self.decisions() {
+            d.seq = 0;
+        }
+    }
+
+    /// The profile for (scope_hash, query_id), optionally created (evicting
+    /// the least recently seen entry in its probe window when full).
+    pub fn profile(
+        &mut self,
+        scope_hash: i64,
+        query_id: i64,
+        create: bool,
+    ) -> Option<&mut ProfileSlot> {
+        let table = self.profiles();
+        let len = table.len();
+        let start = (mix(scope_hash, query_id) % len as u64) as usize;
+        let mut free = None;
+        let mut oldest: Option<(usize, i64)> = None;
+        for i in 0..PROBE.min(len) {
+            let idx = (start + i) % len;
+            let slot = &table[idx];
+            if slot.used && slot.scope_hash == scope_hash && slot.query_id == query_id {
+                return Some(&mut table[idx]);
+            }
+            if !slot.used {
+                if free.is_none() {
+                    free = Some(idx);
+                }
+            } else if oldest.is_none_or(|(_, t)| slot.last_seen_epoch_ms < t) {
+                oldest = Some((idx, slot.last_seen_epoch_ms));
+            }
+        }
+        if !create {
+            return None;
+        }
+        let idx = free.or(oldest.map(|(i, _)| i))?;
+        table[idx] = ProfileSlot {
+            used: true,
+            dirty: false,
+            scope_hash,
+            query_id,
+            calls: 0,
+            ewma_wal_bytes: 0.0,
+            max_wal_bytes: 0,
+            last_seen_epoch_ms: 0,
+        };
+        Some(&mut table[idx])
+    }
+
+    /// Records that a scope was seen; returns false when the table is full.
+    pub fn note_scope(&mut self, kind: u8, hash: i64, value: &str, now_ms: i64) -> bool {
+        let table = self.names();
+        let len = table.len();
+        let start = (mix(hash, i64::from(kind)) % len as u64) as usize;
+        for i in 0..PROBE.min(len) {
+            let slot = &mut table[(start + i) % len];
+            if slot.used && slot.scope_hash == hash && slot.scope_kind == kind {
+                slot.last_seen_epoch_ms = now_ms;
+                slot.seen_count = slot.seen_count.saturating_add(1);
+                return true;
+            }
+            if !slot.used {
+                let bytes = truncate_utf8(value, SCOPE_VALUE_BYTES);
+                slot.used = true;
+                slot.scope_kind = kind;
+                slot.scope_hash = hash;
+                slot.first_seen_epoch_ms = now_ms;
+                slot.last_seen_epoch_ms = now_ms;
+                slot.seen_count = 1;
+                slot.value_len = bytes.len() as u16;
+                slot.value[..bytes.len()].copy_from_slice(bytes);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn truncate_utf8(value: &str, max: usize) -> &[u8] {
+    let mut end = value.len().min(max);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value.as_bytes()[..end]
+}
+
+fn mix(a: i64, b: i64) -> u64 {
+    let mut h = (a as u64) ^ (b as u64).rotate_left(29);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+impl ScopeNameSlot {
+    pub fn value(&self) -> String {
+        let len = usize::from(self.value_len).min(SCOPE_VALUE_BYTES);
+        String::from_utf8_lossy(&self.value[..len]).into_owned()
+    }
+}

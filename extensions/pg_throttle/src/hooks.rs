@@ -46,6 +46,11 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
         return;
     }
+    // Take in configuration changes committed since the last statement even
+    // inside a transaction block (where no new lock may trigger it). This is
+    // a cheap check of a shared counter when nothing is pending.
+    // SAFETY: allowed anywhere inside a transaction, as lock acquisition does.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     let config = config::current();
     if config.is_throttled() {
         // SAFETY: the executor of `query` has just been started.

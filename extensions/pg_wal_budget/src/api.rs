@@ -67,8 +67,10 @@ fn create_policy(
     let priority = ok(policy::validate_priority(priority));
     let id = internal(|| {
         Spi::get_one_with_args::<i32>(
-            "INSERT INTO pwb.policy (mode, scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes, priority) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING policy_id",
+            // A CTE, so the statement-level trigger fires even though SPI
+            // stops reading after the first row.
+            "WITH i AS (INSERT INTO pwb.policy (mode, scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING policy_id) SELECT policy_id FROM i",
             &[
                 mode.as_str().into(),
                 kind.as_str().into(),
@@ -235,6 +237,8 @@ fn scope_stats() -> TableIterator<
         name!(last_refill_epoch_ms, i64),
     ),
 > {
+    drop(require_shmem());
+    policies::refresh_if_stale();
     let dboid = crate::wal::database_oid();
     let now = crate::wal::now_micros();
     let mut shm = require_shmem();

@@ -104,6 +104,14 @@ pub fn init() {
         GucFlags::default(),
     );
 
+    init_profile_gucs();
+    if !crate::preload::is_preloaded() {
+        // Postmaster-context settings can only be defined while preloading;
+        // without preload they would size nothing anyway.
+        // SAFETY: called from _PG_init with a static C string.
+        unsafe { pg_sys::MarkGUCPrefixReserved(c"pwb".as_ptr()) };
+        return;
+    }
     GucRegistry::define_int_guc(
         c"pwb.shmem_capacity",
         c"Default capacity for pg_wal_budget shared-memory arrays.",
@@ -142,7 +150,6 @@ pub fn init() {
             GucFlags::default(),
         );
     }
-    init_profile_gucs();
     // SAFETY: called from _PG_init with a static C string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pwb".as_ptr()) };
 }
@@ -212,14 +219,16 @@ static PROFILE_FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 /// GUCs beyond the document: where and how often learned profiles are
 /// stored by the profile writer.
 pub fn init_profile_gucs() {
-    GucRegistry::define_string_guc(
-        c"pwb.profile_database",
-        c"Database whose pwb.query_profile table stores learned profiles.",
-        c"The profile writer loads profiles from it at startup and stores them periodically and at shutdown.",
-        &PROFILE_DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    if crate::preload::is_preloaded() {
+        GucRegistry::define_string_guc(
+            c"pwb.profile_database",
+            c"Database whose pwb.query_profile table stores learned profiles.",
+            c"The profile writer loads profiles from it at startup and stores them periodically and at shutdown.",
+            &PROFILE_DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_int_guc(
         c"pwb.profile_flush_interval",
         c"How often learned profiles are stored; 0 stores them only at shutdown.",

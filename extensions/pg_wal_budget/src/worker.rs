@@ -57,7 +57,7 @@ pub extern "C-unwind" fn pwb_profile_writer_main(_arg: pg_sys::Datum) {
             .min(Duration::from_secs(10));
         if !BackgroundWorker::wait_latch(Some(timeout)) {
             // SIGTERM (shutdown): one last flush, then exit.
-            if loaded && extension_ready() {
+            if extension_ready() {
                 let n = BackgroundWorker::transaction(profiles::flush);
                 log!("pg_wal_budget: stored {n} query profiles at shutdown");
             }

@@ -1,30 +1,64 @@
-//! pg_wal_budget in a real server.
-use cluster_tests::Cluster;
+//! pg_wal_budget in a real server: several sessions, queueing, cancellation,
+//! restarts, and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use cluster_tests::{Client, Cluster, sqlstate, wait_for};
+use std::thread;
+use std::time::{Duration, Instant};
 
-#[test]
-fn loads_through_shared_preload_and_creates_schema() {
-    let cluster = Cluster::builder().shared_preload("pg_wal_budget").start();
-    let mut client = cluster.connect();
+fn budget_cluster() -> Cluster {
+    Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("compute_query_id", "on")
+        .start()
+}
+
+fn setup(client: &mut Client) {
     client
-        .batch_execute("CREATE EXTENSION pg_wal_budget")
-        .unwrap();
-    let status: String = client
-        .query_one("SELECT pwb.preload_status()", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "preloaded");
-    let schema: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pwb'",
-            &[],
+        .batch_execute(
+            "CREATE EXTENSION pg_wal_budget;
+             CREATE ROLE writer LOGIN;
+             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
+             GRANT ALL ON t, t_id_seq TO writer;",
         )
-        .unwrap()
-        .get(0);
-    assert_eq!(schema, 1);
+        .unwrap();
+}
+
+fn available(client: &mut Client, policy_id: i32) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT available_bytes, debt_bytes FROM pwb.scope_stats() WHERE policy_id = $1",
+            &[&policy_id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn alter_system(client: &mut Client, setting: &str) {
+    client
+        .batch_execute(&format!("ALTER SYSTEM SET {setting}"))
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    thread::sleep(Duration::from_millis(300));
+}
+
+fn create_policy(client: &mut Client, sql: &str) -> i32 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// Makes the writer's bucket owe about `bytes` of WAL: one statement under an
+/// observe policy would not charge, so this runs under the queue policy with a
+/// small prediction and a large actual.
+fn write_wal(client: &mut Client, rows: i32) {
+    client
+        .execute(
+            "INSERT INTO t (payload) SELECT repeat('x', 200) FROM generate_series(1, $1)",
+            &[&rows],
+        )
+        .unwrap();
 }
 
 #[test]
-fn without_preload_reports_not_preloaded() {
+fn without_preload_sql_installs_and_shared_memory_functions_hint_to_preload() {
     let cluster = Cluster::builder().start();
     let mut client = cluster.connect();
     client
@@ -35,4 +69,525 @@ fn without_preload_reports_not_preloaded() {
         .unwrap()
         .get(0);
     assert_eq!(status, "not_preloaded");
+    for f in [
+        "SELECT * FROM pwb.counters()",
+        "SELECT * FROM pwb.scope_stats()",
+        "SELECT * FROM pwb.query_profiles()",
+        "SELECT * FROM pwb.recent_decisions(10)",
+        "SELECT * FROM pwb.scope_names()",
+        "SELECT pwb.reset_stats()",
+        "SELECT pwb.reset_profiles()",
+        "SELECT pwb.flush_profiles()",
+    ] {
+        let err = client.query(f, &[]).unwrap_err();
+        assert_eq!(sqlstate(&err), Some("55000"), "{f}: {err}");
+        let db = err.as_db_error().unwrap();
+        assert!(
+            db.hint().unwrap_or("").contains("shared_preload_libraries"),
+            "{f}: {db:?}"
+        );
+    }
+    // Policies are durable SQL objects and can still be managed.
+    let id: i32 = client
+        .query_one("SELECT pwb.create_policy('role', 'x', 1000, 2000)", &[])
+        .unwrap()
+        .get(0);
+    assert!(id > 0);
+    client
+        .batch_execute("CREATE TABLE t (a int); INSERT INTO t VALUES (1)")
+        .unwrap();
+}
+
+#[test]
+fn reject_mode_refuses_with_53400_and_detail_then_admits_after_refill() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    // Burst 100 kB, rate 50 kB/s; the class default prediction (16 kB) fits.
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 50000, 100000, 'reject')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    // ~1 MB of WAL: admitted on a 16 kB prediction, the rest becomes debt.
+    write_wal(&mut writer, 4000);
+    let (avail, debt) = available(&mut admin, id);
+    assert_eq!(avail, 0);
+    assert!(debt > 100_000, "debt {debt}");
+    let err = writer
+        .execute("INSERT INTO t (payload) VALUES ('y')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    let db = err.as_db_error().unwrap();
+    let detail = db.detail().unwrap_or("");
+    assert!(detail.contains("Predicted WAL is"), "{detail}");
+    assert!(detail.contains(&format!("Policy {id}")), "{detail}");
+    assert!(db.hint().is_some());
+    let (rejected, decisions): (i64, i64) = {
+        let r = admin
+            .query_one(
+                "SELECT (SELECT rejected_statements FROM pwb.counters()),
+                        (SELECT count(*) FROM pwb.recent_decisions(1000) WHERE decision_kind = 'rejected' AND policy_id = $1)",
+                &[&id],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(rejected >= 1 && decisions >= 1);
+    // A statement larger than the burst can never fit, in queue mode too.
+    admin
+        .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'queue')"))
+        .unwrap();
+    alter_system(&mut admin, "pwb.default_utility_wal_bytes = '1MB'");
+    thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let err = writer
+        .batch_execute("CREATE TABLE writer_owned (a int)")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "rejected at once, not queued"
+    );
+}
+
+#[test]
+fn queued_statement_waits_visibly_and_runs_when_budget_refills() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 400000, 400000, 'queue')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let writer_pid: i32 = writer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    // About 1.2 MB of WAL: the debt takes ~2-3 s to pay at 400 kB/s.
+    write_wal(&mut writer, 5000);
+    let (_, debt) = available(&mut admin, id);
+    assert!(debt > 400_000, "debt {debt}");
+    let started = Instant::now();
+    let handle = thread::spawn(move || {
+        writer
+            .execute("INSERT INTO t (payload) VALUES ('queued')", &[])
+            .unwrap();
+        Instant::now()
+    });
+    let mut seen_wait = false;
+    wait_for(
+        Duration::from_secs(5),
+        "the writer to wait for budget",
+        || {
+            let row = admin
+            .query_one(
+                "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1",
+                &[&writer_pid],
+            )
+            .unwrap();
+            let (t, e): (String, String) = (row.get(0), row.get(1));
+            seen_wait = t == "Extension" && (e == "Extension" || e == "PwbBudgetQueue");
+            seen_wait
+        },
+    );
+    let finished = handle.join().unwrap();
+    let waited = finished - started;
+    assert!(seen_wait);
+    assert!(
+        waited >= Duration::from_millis(500),
+        "waited only {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(15), "waited {waited:?}");
+    let queued: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pwb.recent_decisions(100) WHERE decision_kind = 'queued' AND policy_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(queued >= 1);
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t WHERE payload = 'queued'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+/// Starts a statement that will queue for a long time (huge debt, slow rate)
+/// and returns the writer's pid and the thread running it.
+fn start_long_queue(
+    cluster: &Cluster,
+    admin: &mut Client,
+    prelude: &str,
+) -> (
+    i32,
+    thread::JoinHandle<(Result<u64, cluster_tests::PgError>, Duration)>,
+) {
+    let mut writer = cluster.connect_as("writer", "postgres");
+    if !prelude.is_empty() {
+        writer.batch_execute(prelude).unwrap();
+    }
+    let pid: i32 = writer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let handle = thread::spawn(move || {
+        let start = Instant::now();
+        let r = writer.execute("INSERT INTO t (payload) VALUES ('never')", &[]);
+        (r, start.elapsed())
+    });
+    wait_for(Duration::from_secs(5), "the writer to queue", || {
+        admin
+            .query_one(
+                "SELECT coalesce(wait_event_type, '') = 'Extension' FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false)
+    });
+    (pid, handle)
+}
+
+#[test]
+fn cancel_terminate_and_statement_timeout_end_a_queued_wait_without_leaking_budget() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    // 1 kB/s with 100 kB burst: after ~1 MB of WAL the debt lasts ~15 minutes.
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 100000, 'queue')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    write_wal(&mut writer, 4000);
+    drop(writer);
+    let (_, debt_before) = available(&mut admin, id);
+    assert!(debt_before > 500_000);
+
+    // pg_cancel_backend.
+    let (pid, handle) = start_long_queue(&cluster, &mut admin, "");
+    admin
+        .execute("SELECT pg_cancel_backend($1)", &[&pid])
+        .unwrap();
+    let (result, elapsed) = handle.join().unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("57014"), "{err}");
+    assert!(elapsed < Duration::from_secs(10));
+
+    // statement_timeout.
+    let (_, handle) = start_long_queue(&cluster, &mut admin, "SET statement_timeout = '400ms'");
+    let (result, elapsed) = handle.join().unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("57014"), "{err}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // pg_terminate_backend.
+    let (pid, handle) = start_long_queue(&cluster, &mut admin, "");
+    let t0 = Instant::now();
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let (result, _) = handle.join().unwrap();
+    assert!(result.is_err());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    // Nothing was charged for the three statements that never ran: the
+    // debt only went down (refill), never up.
+    let (_, debt_after) = available(&mut admin, id);
+    assert!(debt_after <= debt_before, "{debt_after} > {debt_before}");
+    let never: i64 = admin
+        .query_one("SELECT count(*) FROM t WHERE payload = 'never'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(never, 0);
+}
+
+#[test]
+fn aborted_statements_are_charged_only_for_the_wal_they_wrote() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    alter_system(&mut admin, "pwb.default_write_wal_bytes = '1MB'");
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1, 4000000, 'reject')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let (before, _) = available(&mut admin, id);
+    // Errors after writing a few rows; in a fresh statement each time so the
+    // 1 MB class default is the prediction.
+    for i in 0..3 {
+        let err = writer
+            .execute(
+                &format!("INSERT INTO t (payload) SELECT (1 / (g - 5))::text || '{i}' FROM generate_series(1, 8) g"),
+                &[],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&err), Some("22012"));
+    }
+    // A transaction rolled back after a successful statement.
+    writer
+        .batch_execute("BEGIN; INSERT INTO t (payload) VALUES ('rolled back'); ROLLBACK;")
+        .unwrap();
+    // A savepoint rolled back around a failing statement.
+    writer
+        .batch_execute("BEGIN; SAVEPOINT s; SELECT 1;")
+        .unwrap();
+    let _ = writer.batch_execute("INSERT INTO t (id, payload) VALUES (1, 'a'), (1, 'dup')");
+    writer
+        .batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT;")
+        .unwrap();
+    let (after, debt) = available(&mut admin, id);
+    // Five statements predicted at 1 MB each; a leak would show megabytes.
+    assert!(before - after < 200_000, "before {before}, after {after}");
+    assert_eq!(debt, 0);
+    let aborted: i64 = admin
+        .query_one("SELECT aborted_after_charge_count FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0);
+    assert!(aborted >= 4, "aborted_after_charge_count {aborted}");
+}
+
+#[test]
+fn policies_survive_restart_and_crash_and_profiles_survive_clean_restart() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000000, 2000000, 'shadow', 150)",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    for _ in 0..5 {
+        write_wal(&mut writer, 10);
+    }
+    drop(writer);
+    let learned: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pwb.query_profiles() WHERE calls >= 5",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(learned >= 1);
+    drop(admin);
+
+    cluster.restart();
+    let mut admin = cluster.connect();
+    let row = admin
+        .query_one(
+            "SELECT mode, priority FROM pwb.policies() WHERE policy_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("shadow".into(), 150)
+    );
+    let accepted: i64 = admin
+        .query_one("SELECT accepted_statements FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(accepted, 0, "statistics reset on restart");
+    wait_for(
+        Duration::from_secs(20),
+        "profiles to be loaded back",
+        || {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pwb.query_profiles() WHERE calls >= 5",
+                    &[],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                >= 1
+        },
+    );
+    // The policy governs again after the restart.
+    let mut writer = cluster.connect_as("writer", "postgres");
+    write_wal(&mut writer, 10);
+    drop(writer);
+    let governed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pwb.recent_decisions(100) WHERE policy_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(governed >= 1);
+    drop(admin);
+
+    cluster.crash_restart();
+    let mut admin = cluster.connect();
+    let count: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pwb.policy WHERE policy_id = $1 AND mode = 'shadow'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    let mut writer = cluster.connect_as("writer", "postgres");
+    write_wal(&mut writer, 10);
+    let governed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pwb.recent_decisions(100) WHERE policy_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(governed >= 1);
+}
+
+#[test]
+fn bad_input_matrix_errors_and_changes_nothing() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 2000)",
+    );
+    let snapshot = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT coalesce(string_agg(p::text, ';' ORDER BY policy_id), '') FROM pwb.policy p",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = snapshot(&mut admin);
+    let long = "x".repeat(300);
+    let cases: Vec<(String, &str)> = vec![
+        ("SELECT pwb.create_policy(NULL, 'a', 1, 1)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', NULL, 1, 1)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', NULL, 1)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 1, NULL)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 1, 1, NULL)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 1, 1, 'observe', NULL)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', -1, 1)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 0, 0)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 10, 9)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 9223372036854775807, 1)".into(), "22023"),
+        ("SELECT pwb.create_policy('user', 'a', 1, 1)".into(), "22023"),
+        ("SELECT pwb.create_policy('role', 'a', 1, 1, 'block')".into(), "22023"),
+        ("SELECT pwb.create_policy('role', '   ', 1, 1)".into(), "22023"),
+        (format!("SELECT pwb.create_policy('role', '{long}', 1, 1)"), "22023"),
+        ("SELECT pwb.update_policy(NULL, 1, 1)".into(), "22023"),
+        ("SELECT pwb.update_policy(0, 1, 1)".into(), "22023"),
+        ("SELECT pwb.update_policy(-5, 1, 1)".into(), "22023"),
+        ("SELECT pwb.update_policy(1, 0, 1)".into(), "22023"),
+        ("SELECT pwb.update_policy(1, 5, 4)".into(), "22023"),
+        ("SELECT pwb.update_policy(424242, 1, 1)".into(), "42704"),
+        ("SELECT pwb.set_policy_mode(1, 'fast')".into(), "22023"),
+        ("SELECT pwb.set_policy_mode(1, NULL)".into(), "22023"),
+        ("SELECT pwb.set_policy_mode(424242, 'queue')".into(), "42704"),
+        ("SELECT pwb.disable_policy(NULL)".into(), "22023"),
+        ("SELECT pwb.disable_policy(424242)".into(), "42704"),
+        ("SELECT pwb.set_tenant(NULL)".into(), "22023"),
+        ("SELECT pwb.set_tenant('  ')".into(), "22023"),
+        (format!("SELECT pwb.set_tenant('{long}')"), "22023"),
+        ("SELECT * FROM pwb.recent_decisions(-1)".into(), "22023"),
+        ("SELECT * FROM pwb.recent_decisions(NULL)".into(), "22023"),
+        ("INSERT INTO pwb.policy (scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes) VALUES ('role', 'a', 10, 5)".into(), "23514"),
+        ("INSERT INTO pwb.policy (scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes, mode) VALUES ('role', 'a', 10, 50, 'nope')".into(), "23514"),
+    ];
+    for (sql, code) in &cases {
+        let err = admin.batch_execute(sql).unwrap_err();
+        assert_eq!(sqlstate(&err), Some(*code), "{sql}: {err}");
+        if *code == "22023" {
+            let db = err.as_db_error().unwrap();
+            assert!(
+                db.detail().is_some() && db.hint().is_some(),
+                "{sql}: {db:?}"
+            );
+        }
+    }
+    assert_eq!(snapshot(&mut admin), before);
+    let tenant: Option<String> = admin
+        .query_one("SELECT pwb.current_tenant()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tenant, None);
+}
+
+#[test]
+fn internal_failure_fails_open_or_errors_per_guc() {
+    let cluster = Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("compute_query_id", "on")
+        .setting("pwb.budget_bucket_capacity", "1")
+        .start();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    // Two policies, one bucket: the higher-priority one has no bucket.
+    create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('database', 'postgres', 1000, 2000000, 'observe', 1)",
+    );
+    create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 2000000, 'reject', 500)",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    write_wal(&mut writer, 1);
+    let fail_open: i64 = admin
+        .query_one("SELECT internal_fail_open_count FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0);
+    assert!(fail_open >= 1);
+    alter_system(&mut admin, "pwb.fail_open = off");
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let err = writer
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53000"), "{err}");
+}
+
+#[test]
+fn policy_changes_reach_other_sessions_and_emergency_disable_works() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    let mut writer = cluster.connect_as("writer", "postgres");
+    write_wal(&mut writer, 1);
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 1000, 'reject')",
+    );
+    // Prediction (learned or 16 kB default) exceeds the 1000-byte burst.
+    let err = writer
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53400"));
+    admin
+        .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'observe')"))
+        .unwrap();
+    writer
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap();
+    admin
+        .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'reject')"))
+        .unwrap();
+    // A statement without a learned profile is predicted at the 16 kB
+    // class default, beyond the burst.
+    let err = writer
+        .execute("INSERT INTO t (payload) SELECT 'z'", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53400"));
+    // The documented emergency switch, by a superuser governed by a policy
+    // that would reject everything.
+    create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'postgres', 1, 1, 'reject')",
+    );
+    alter_system(&mut admin, "pwb.enabled = off");
+    writer
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap();
+    admin
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap();
 }

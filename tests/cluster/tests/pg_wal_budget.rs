@@ -215,16 +215,12 @@ fn queued_statement_waits_visibly_and_runs_when_budget_refills() {
     assert_eq!(rows, 1);
 }
 
+/// A writer thread's statement result and how long it took.
+type QueuedWriter = thread::JoinHandle<(Result<u64, cluster_tests::PgError>, Duration)>;
+
 /// Starts a statement that will queue for a long time (huge debt, slow rate)
 /// and returns the writer's pid and the thread running it.
-fn start_long_queue(
-    cluster: &Cluster,
-    admin: &mut Client,
-    prelude: &str,
-) -> (
-    i32,
-    thread::JoinHandle<(Result<u64, cluster_tests::PgError>, Duration)>,
-) {
+fn start_long_queue(cluster: &Cluster, admin: &mut Client, prelude: &str) -> (i32, QueuedWriter) {
     let mut writer = cluster.connect_as("writer", "postgres");
     if !prelude.is_empty() {
         writer.batch_execute(prelude).unwrap();

@@ -27,6 +27,7 @@ pub extern "C-unwind" fn _PG_init() {
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
+#[allow(clippy::expect_used)] // test code: a failed expectation is a failed test
 mod tests {
     use std::time::Instant;
 

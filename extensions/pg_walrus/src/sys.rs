@@ -126,3 +126,16 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// The WAL insert position, or `None` during recovery. Needs no transaction.
+pub fn wal_insert_lsn() -> Option<u64> {
+    // SAFETY: both read shared XLog state under their own locks; valid in any
+    // process attached to shared memory.
+    unsafe {
+        if pg_sys::RecoveryInProgress() {
+            None
+        } else {
+            Some(pg_sys::GetXLogInsertRecPtr())
+        }
+    }
+}

@@ -19,6 +19,10 @@ pub fn register() {
         .load();
 }
 
+/// WAL position samples taken per interval (they let the WAL-based
+/// strategies leave out an idle start of the interval).
+const SAMPLES_PER_INTERVAL: u64 = 6;
+
 /// How often expired history is deleted.
 const CLEANUP_EVERY_MS: u64 = 3_600_000;
 
@@ -37,34 +41,57 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
         sh.sizer.drop_baseline();
     }
     pgrx::log!("pg_walrus worker started (database \"{database}\")");
+    let mut interval_ms: u64 = 0;
     let mut wait_ms: u64 = 0;
     let mut last_cleanup_ms: u64 = 0;
     loop {
         if !BackgroundWorker::wait_latch(Some(Duration::from_millis(wait_ms.max(1)))) {
             break;
         }
-        if BackgroundWorker::sighup_received() {
+        let reloaded = BackgroundWorker::sighup_received();
+        if reloaded {
             sys::process_config_file();
         }
         let now = sys::now_ms();
-        let do_cleanup = now.saturating_sub(last_cleanup_ms) >= CLEANUP_EVERY_MS;
-        wait_ms = BackgroundWorker::transaction(move || {
-            let next = step(now);
+        let baseline_ms = shmem::SHARED.share().sizer.baseline().map(|(_, t)| t);
+        let due = match baseline_ms {
+            Some(t) => now.saturating_sub(t) >= interval_ms,
+            None => true,
+        };
+        if due || reloaded {
+            let do_cleanup = now.saturating_sub(last_cleanup_ms) >= CLEANUP_EVERY_MS;
+            interval_ms = BackgroundWorker::transaction(move || {
+                let next = step(now);
+                if do_cleanup {
+                    cleanup();
+                }
+                next
+            });
             if do_cleanup {
-                cleanup();
+                last_cleanup_ms = now;
             }
-            next
-        });
-        if do_cleanup {
-            last_cleanup_ms = now;
+        } else if let Some(lsn) = sys::wal_insert_lsn() {
+            // Between intervals: sample the WAL position (no transaction).
+            shmem::SHARED.exclusive().sizer.sample(now, lsn);
         }
+        // Sleep until the next sample or the end of the interval.
+        let period = (interval_ms / SAMPLES_PER_INTERVAL).max(100);
+        wait_ms = match shmem::SHARED.share().sizer.baseline() {
+            Some((_, t)) => (t + interval_ms)
+                .saturating_sub(sys::now_ms())
+                .min(period)
+                .max(1),
+            // Disabled or in recovery: look again after a full interval (a
+            // reload wakes us earlier).
+            None => interval_ms.max(1),
+        };
     }
     let mut sh = shmem::SHARED.exclusive();
     sh.state = WorkerState::Stopped;
     sh.worker_pid = 0;
 }
 
-/// One wake-up; returns how long to sleep.
+/// One wake-up that may end an interval; returns the interval length.
 fn step(now: u64) -> u64 {
     let read = sys::in_subtransaction(|| -> Result<_, pgrx::spi::Error> {
         Ok((stats::server()?, stats::counters()?))
@@ -123,7 +150,7 @@ fn step(now: u64) -> u64 {
             pgrx::debug1!("pg_walrus: baseline taken ({reason})");
             interval
         }
-        Tick::Early { remaining_ms } => remaining_ms,
+        Tick::Early { .. } => interval,
         Tick::Evaluated(eval) => {
             if let Some(d) = eval.decision.clone() {
                 engine::carry_out(d, &eval, &settings, &server, Origin::Worker);

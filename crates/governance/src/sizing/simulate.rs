@@ -48,6 +48,10 @@ pub fn run(
         for _ in 0..interval_s {
             second += 1;
             lsn = lsn.saturating_add(bytes_per_sec(second));
+            // The worker samples the insert position six times an interval.
+            if second % (interval_s / 6).max(1) == 0 {
+                state.sample(second * 1000, lsn);
+            }
             let cps = checkpoint_segments(size, s.segment_mb, s.completion_target);
             if lsn / seg >= redo / seg + cps - 1 && lsn / seg > redo / seg {
                 requested += 1;
@@ -142,6 +146,29 @@ mod tests {
             );
             assert!(changes(&steps) <= 3, "{rate_mb} MB/s: {steps:?}");
             assert!(!oscillates(&steps), "{rate_mb} MB/s: {steps:?}");
+        }
+    }
+
+    #[test]
+    fn wal_rate_sizes_in_one_step_when_the_load_starts_mid_interval() {
+        for start in [5_u64, 15, 25, 40, 55] {
+            let steps = run(&settings(Algorithm::WalRate), 32, 20, |sec| {
+                if sec > start { 4 * MB } else { 0 }
+            });
+            let grows = steps
+                .iter()
+                .filter(|s| s.action == Some(Action::Increase))
+                .count();
+            assert_eq!(grows, 1, "load from {start} s: {steps:?}");
+            // No forced checkpoint after the interval in which it grew.
+            let grew_at = steps
+                .iter()
+                .position(|s| s.action == Some(Action::Increase))
+                .unwrap();
+            assert!(
+                steps[grew_at + 1..].iter().all(|s| s.forced == 0),
+                "load from {start} s: {steps:?}"
+            );
         }
     }
 

@@ -10,6 +10,8 @@ use super::{MB, checkpoint::MAX_SIZE_MB};
 
 /// Full intervals of checkpoint-cycle WAL kept for the WAL-based strategies.
 pub const WINDOW: usize = 32;
+/// WAL position samples kept per interval (see [`SizerState::sample`]).
+pub const SAMPLES: usize = 12;
 /// Change timestamps kept for the hourly limit (`walrus.max_changes_per_hour`
 /// is at most this).
 pub const MAX_CHANGES_PER_HOUR: usize = 1000;
@@ -138,6 +140,9 @@ pub struct SizerState {
     changes: [u64; MAX_CHANGES_PER_HOUR],
     changes_next: u32,
     changes_len: u32,
+    /// WAL insert positions sampled within the current interval.
+    samples: [(u64, u64); SAMPLES],
+    samples_len: u32,
 }
 
 impl Default for SizerState {
@@ -168,6 +173,8 @@ impl SizerState {
             changes: [0; MAX_CHANGES_PER_HOUR],
             changes_next: 0,
             changes_len: 0,
+            samples: [(0, 0); SAMPLES],
+            samples_len: 0,
         }
     }
 
@@ -226,9 +233,65 @@ impl SizerState {
 
     /// Take `counters` as the baseline of the next interval.
     pub fn rebaseline(&mut self, counters: Counters, now_ms: u64) {
+        self.samples_len = 0;
         self.baseline = counters;
         self.baseline_ms = now_ms;
         self.has_baseline = true;
+    }
+
+    /// Record the WAL insert position at `now_ms` within the current interval
+    /// (the worker samples it a few times per interval). Samples let a
+    /// measured strategy ignore the idle start of an interval in which the
+    /// load began, instead of averaging it in and undersizing.
+    pub fn sample(&mut self, now_ms: u64, wal_lsn: u64) {
+        if !self.has_baseline || (self.samples_len as usize) >= SAMPLES {
+            return;
+        }
+        let (last_ms, last_lsn) = match self.samples_len {
+            0 => (self.baseline_ms, self.baseline.wal_lsn),
+            n => self.samples[n as usize - 1],
+        };
+        if now_ms <= last_ms || wal_lsn < last_lsn {
+            return;
+        }
+        self.samples[self.samples_len as usize] = (now_ms, wal_lsn);
+        self.samples_len += 1;
+    }
+
+    /// WAL of the interval ending at (`now_ms`, `wal_lsn`), scaled to one
+    /// checkpoint_timeout, over the part of the interval after its idle start:
+    /// sub-periods before the first one writing at least a tenth of the
+    /// fastest sub-period's rate are left out.
+    fn cycle_bytes(&self, s: &Settings, now_ms: u64, wal_lsn: u64) -> u64 {
+        let mut points = Vec::with_capacity(SAMPLES + 2);
+        points.push((self.baseline_ms, self.baseline.wal_lsn));
+        points.extend_from_slice(&self.samples[..self.samples_len as usize]);
+        if now_ms > points[points.len() - 1].0 && wal_lsn >= points[points.len() - 1].1 {
+            points.push((now_ms, wal_lsn));
+        }
+        let rate = |a: (u64, u64), b: (u64, u64)| -> u64 {
+            scale(
+                b.1.saturating_sub(a.1),
+                1000,
+                b.0.saturating_sub(a.0).max(1),
+            )
+        };
+        let fastest = points
+            .windows(2)
+            .map(|w| rate(w[0], w[1]))
+            .max()
+            .unwrap_or(0);
+        let start = points
+            .windows(2)
+            .position(|w| rate(w[0], w[1]) >= fastest / 10)
+            .unwrap_or(0);
+        let (t0, l0) = points[start];
+        let wal = wal_lsn.saturating_sub(l0);
+        scale(
+            wal,
+            s.checkpoint_timeout_ms,
+            now_ms.saturating_sub(t0).max(1),
+        )
     }
 
     /// Record that a size change was applied at `now_ms` (the caller calls
@@ -389,7 +452,7 @@ impl SizerState {
         let timed = c.timed.saturating_sub(self.baseline.timed);
         let wal_bytes = c.wal_lsn.saturating_sub(self.baseline.wal_lsn);
         let elapsed_ms = now_ms.saturating_sub(self.baseline_ms);
-        let cycle_bytes = scale(wal_bytes, s.checkpoint_timeout_ms, elapsed_ms.max(1));
+        let cycle_bytes = self.cycle_bytes(s, now_ms, c.wal_lsn);
         let mut window = self.window();
         if window.len() == WINDOW {
             window.remove(0);
@@ -691,6 +754,37 @@ mod tests {
         // 100 MB in 10 s is 300 MB per 30 s checkpoint cycle.
         assert_eq!(e.cycle_bytes, 300 * MB);
         assert_eq!(format!("{st:?}"), before);
+    }
+
+    #[test]
+    fn an_idle_start_of_the_interval_is_not_averaged_in() {
+        let s = settings(Algorithm::WalRate);
+        let mut st = SizerState::new();
+        st.tick(&s, 0, c(0, 0), 32);
+        // Idle for 20 s, then 10 MB/s for the last 10 s.
+        for t in [5_000_u64, 10_000, 15_000, 20_000] {
+            st.sample(t, 0);
+        }
+        st.sample(25_000, 50 * MB);
+        let Tick::Evaluated(e) = st.tick(&s, 30_000, c(3, 100), 32) else {
+            panic!()
+        };
+        // 10 MB/s over a 30 s cycle, not 100 MB averaged over 30 s.
+        assert_eq!(e.cycle_bytes, 300 * MB);
+        // A steady interval is its plain average.
+        for t in [35_000_u64, 40_000, 45_000, 50_000, 55_000] {
+            st.sample(t, 100 * MB + (t - 30_000) / 1000 * MB);
+        }
+        let Tick::Evaluated(e) = st.tick(&s, 60_000, c(3, 130), 32) else {
+            panic!()
+        };
+        assert_eq!(e.cycle_bytes, 30 * MB);
+        // Samples out of order or beyond capacity are ignored.
+        for t in 0..100 {
+            st.sample(60_000 - t, 0);
+        }
+        st.sample(61_000, 131 * MB);
+        assert_eq!(st.samples_len, 1);
     }
 
     #[test]

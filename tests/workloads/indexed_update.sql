@@ -1,0 +1,10 @@
+-- Indexed update: changes an indexed column, 500 rows per statement.
+DO $$
+DECLARE d record;
+BEGIN
+  FOR run IN 1..12 LOOP
+    UPDATE pwb_cal_indexed SET k = k + 1 WHERE id <= 500;
+    SELECT * INTO d FROM pwb.recent_decisions(1);
+    INSERT INTO pwb_calibration VALUES ('indexed_update', run, d.predicted_wal_bytes, d.actual_wal_bytes);
+  END LOOP;
+END $$;

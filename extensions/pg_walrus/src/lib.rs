@@ -36,6 +36,53 @@ mod tests {
         let rows = Spi::get_one::<i64>("SELECT count(*) FROM walrus.history");
         assert_eq!(rows, Ok(Some(0)));
     }
+
+    #[pg_test]
+    fn status_reports_the_preloaded_worker_and_current_size() {
+        let loaded = Spi::get_one::<bool>("SELECT (walrus.status()->>'loaded')::bool");
+        assert_eq!(loaded, Ok(Some(true)));
+        let same = Spi::get_one::<bool>(
+            "SELECT (walrus.status()->>'current_size_mb')::bigint = \
+             (SELECT setting::bigint FROM pg_settings WHERE name = 'max_wal_size')",
+        );
+        assert_eq!(same, Ok(Some(true)));
+    }
+
+    #[pg_test]
+    fn recommendation_has_the_documented_keys() {
+        let ok = Spi::get_one::<bool>(
+            "SELECT walrus.recommendation() ?& \
+             ARRAY['current_size_mb','recommended_size_mb','action','reason','confidence']",
+        );
+        assert_eq!(ok, Ok(Some(true)));
+    }
+
+    #[pg_test]
+    fn metrics_expose_the_current_size_in_bytes() {
+        let ok = Spi::get_one::<bool>(
+            "SELECT walrus.metrics() LIKE '%walrus_max_wal_size_bytes ' || \
+             (SELECT setting::bigint * 1048576 FROM pg_settings WHERE name = 'max_wal_size') || '%'",
+        );
+        assert_eq!(ok, Ok(Some(true)));
+    }
+
+    #[pg_test]
+    fn cleanup_history_deletes_only_expired_rows() {
+        let inserted = Spi::run(
+            "INSERT INTO walrus.history (timestamp, action, old_size_mb, new_size_mb, \
+             forced_checkpoints, checkpoint_timeout_sec) VALUES \
+             (now() - interval '8 days', 'increase', 1, 2, 2, 300), (now(), 'decrease', 2, 1, 0, 300)",
+        );
+        assert!(inserted.is_ok(), "{inserted:?}");
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT walrus.cleanup_history()"),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM walrus.history"),
+            Ok(Some(1))
+        );
+    }
 }
 
 /// Required by `cargo pgrx test`.

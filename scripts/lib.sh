@@ -42,12 +42,15 @@ server_user() {
     if is_root; then echo "$PG_RUN_AS"; else id -un; fi
 }
 
-# Run a command as the server user, keeping the environment we need.
+# Run a command as the server user, keeping the environment we need. Rust's
+# backtrace variables are dropped: with them set, pgrx appends a Rust backtrace
+# to the DETAIL of every error that crosses an extension's FFI guard, which
+# changes what clients see (and costs time on every error).
 as_server_user() {
     if is_root; then
-        runuser -u "$PG_RUN_AS" -- env PATH="$PATH" "$@"
+        runuser -u "$PG_RUN_AS" -- env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE PATH="$PATH" "$@"
     else
-        "$@"
+        env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@"
     fi
 }
 

@@ -257,16 +257,20 @@ impl Cluster {
         }
     }
 
-    /// `bin/<program>`, run as the server user when we are root.
+    /// `bin/<program>`, run as the server user when we are root. Rust's
+    /// backtrace variables are dropped: with them set, pgrx appends a Rust
+    /// backtrace to the DETAIL of errors crossing an extension's FFI guard.
     fn server_user_command(&self, program: &str) -> Command {
         let path = self.bindir.join(program);
-        if is_root() {
+        let mut command = if is_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", &server_user(), "--"]).arg(path);
             command
         } else {
             Command::new(path)
-        }
+        };
+        command.env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+        command
     }
 }
 

@@ -47,6 +47,34 @@ mod tests {
         let status = Spi::get_one::<String>("SELECT pwb.preload_status()");
         assert_eq!(status, Ok(Some("preloaded".to_string())));
     }
+
+    #[pg_test]
+    fn observe_policy_records_a_measured_decision() {
+        Spi::run("CREATE TABLE pgt_observe (a int, b text)").unwrap();
+        let id = Spi::get_one::<i32>(
+            "SELECT pwb.create_policy('role', current_user, 1000000, 2000000, 'observe')",
+        )
+        .unwrap()
+        .unwrap();
+        Spi::run(
+            "INSERT INTO pgt_observe SELECT g, repeat('x', 100) FROM generate_series(1, 100) g",
+        )
+        .unwrap();
+        let (policy, actual) = Spi::get_two::<i32, i64>(
+            "SELECT policy_id, actual_wal_bytes FROM pwb.recent_decisions(1)",
+        )
+        .unwrap();
+        assert_eq!(policy, Some(id));
+        assert!(actual.unwrap_or(0) > 0, "measured WAL: {actual:?}");
+    }
+
+    #[pg_test(error = "statement exceeds the WAL burst of its pg_wal_budget policy")]
+    fn reject_mode_refuses_a_statement_larger_than_the_burst() {
+        Spi::run("CREATE TABLE pgt_reject (a int)").unwrap();
+        Spi::run("SELECT pwb.create_policy('role', current_user, 100, 100, 'reject')").unwrap();
+        // Predicted at the 16kB class default, above the 100-byte burst.
+        Spi::run("INSERT INTO pgt_reject VALUES (1)").unwrap();
+    }
 }
 
 /// Required by `cargo pgrx test`.

@@ -10,7 +10,6 @@ ALTER SYSTEM SET walrus.shrink_factor = 1.5;
 ALTER SYSTEM SET walrus.shrink_factor = 0.001;
 ALTER SYSTEM SET walrus.shrink_intervals = 0;
 ALTER SYSTEM SET walrus.history_retention_days = 3651;
-ALTER SYSTEM SET walrus.cooldown_sec = 86401;
 ALTER SYSTEM SET walrus.max_changes_per_hour = 1001;
 ALTER SYSTEM SET walrus.threshold = 0;
 ALTER SYSTEM SET walrus.algorithm = 'fastest';

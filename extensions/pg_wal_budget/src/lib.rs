@@ -39,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
+#[allow(clippy::unwrap_used)] // test code: a panic is a test failure
 mod tests {
     use pgrx::prelude::*;
 

@@ -25,6 +25,28 @@ pub fn init() {
     }
 }
 
+/// `queryId` is `uint64` before PostgreSQL 18 and `int64` from 18 on; both
+/// are the same 64 bits.
+fn query_id_of<T: QueryIdBits>(raw: T) -> i64 {
+    i64::from_ne_bytes(raw.bits())
+}
+
+trait QueryIdBits {
+    fn bits(self) -> [u8; 8];
+}
+
+impl QueryIdBits for u64 {
+    fn bits(self) -> [u8; 8] {
+        self.to_ne_bytes()
+    }
+}
+
+impl QueryIdBits for i64 {
+    fn bits(self) -> [u8; 8] {
+        self.to_ne_bytes()
+    }
+}
+
 /// The class of an executor statement: writes are INSERT, UPDATE, DELETE,
 /// MERGE and SELECT with data-modifying CTEs.
 fn executor_class(
@@ -50,7 +72,7 @@ fn executor_class(
         return None;
     }
     // SAFETY: pstmt checked non-null above.
-    let query_id = unsafe { (*pstmt).queryId } as i64;
+    let query_id = query_id_of(unsafe { (*pstmt).queryId });
     Some((StatementClass::Write, query_id))
 }
 
@@ -150,7 +172,7 @@ unsafe extern "C-unwind" fn process_utility(
         && let Some(class) = utility_class(pstmt)
     {
         // SAFETY: pstmt is valid for the duration of the call.
-        let query_id = unsafe { (*pstmt).queryId } as i64;
+        let query_id = query_id_of(unsafe { (*pstmt).queryId });
         flow::begin_statement(class, query_id, pstmt as usize);
         governed = true;
     }

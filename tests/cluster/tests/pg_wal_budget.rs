@@ -587,3 +587,88 @@ fn policy_changes_reach_other_sessions_and_emergency_disable_works() {
         .execute("INSERT INTO t (payload) VALUES ('x')", &[])
         .unwrap();
 }
+
+/// Everything the extension owns, described so two databases can be compared:
+/// member objects, function definitions and ACLs, table columns, constraints
+/// and ACLs, the view definition.
+const CATALOG_SNAPSHOT: &str = "
+SELECT string_agg(item, E'\\n' ORDER BY item) FROM (
+  SELECT 'member ' || pg_describe_object(classid, objid, objsubid) AS item
+    FROM pg_depend
+   WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+     AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_wal_budget')
+  UNION ALL
+  SELECT 'function ' || pg_get_functiondef(p.oid) || ' acl ' || coalesce(p.proacl::text, 'default')
+    FROM pg_proc p WHERE p.pronamespace = 'pwb'::regnamespace
+  UNION ALL
+  SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+         || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+   WHERE c.relnamespace = 'pwb'::regnamespace
+  UNION ALL
+  SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' acl ' || coalesce(c.relacl::text, 'default')
+    FROM pg_class c WHERE c.relnamespace = 'pwb'::regnamespace
+  UNION ALL
+  SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE connamespace = 'pwb'::regnamespace
+  UNION ALL
+  SELECT 'trigger ' || tgname || ' ' || pg_get_triggerdef(oid)
+    FROM pg_trigger WHERE tgrelid = 'pwb.policy'::regclass
+  UNION ALL
+  SELECT 'view ' || pg_get_viewdef('pwb.active_policy_precedence'::regclass)
+  UNION ALL
+  SELECT 'version ' || extversion FROM pg_extension WHERE extname = 'pg_wal_budget'
+) s";
+
+#[test]
+fn update_from_previous_version_matches_a_fresh_install() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    admin.batch_execute("CREATE DATABASE upgraded").unwrap();
+    admin.batch_execute("CREATE DATABASE fresh").unwrap();
+    let mut upgraded = cluster.connect_as("postgres", "upgraded");
+    upgraded
+        .batch_execute("CREATE EXTENSION pg_wal_budget VERSION '0.2.1'")
+        .unwrap();
+    let version: String = upgraded
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_wal_budget'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "0.2.1");
+    let has_new: bool = upgraded
+        .query_one(
+            "SELECT to_regprocedure('pwb.current_tenant()') IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!has_new, "0.2.1 has no current_tenant()");
+    // A 0.2.1 policy with untrimmed scope value and a queue policy survive the update.
+    upgraded
+        .batch_execute(
+            "INSERT INTO pwb.policy (scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes, mode)
+             VALUES ('role', ' padded ', 10, 20, 'queue')",
+        )
+        .unwrap();
+    upgraded
+        .batch_execute("ALTER EXTENSION pg_wal_budget UPDATE")
+        .unwrap();
+    let value: String = upgraded
+        .query_one("SELECT scope_value || '/' || mode FROM pwb.policy", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(value, "padded/queue");
+    upgraded.batch_execute("DELETE FROM pwb.policy").unwrap();
+    let mut fresh = cluster.connect_as("postgres", "fresh");
+    fresh
+        .batch_execute("CREATE EXTENSION pg_wal_budget")
+        .unwrap();
+    let a: String = upgraded.query_one(CATALOG_SNAPSHOT, &[]).unwrap().get(0);
+    let b: String = fresh.query_one(CATALOG_SNAPSHOT, &[]).unwrap().get(0);
+    assert!(a.contains("function CREATE OR REPLACE FUNCTION pwb.current_tenant()"));
+    assert_eq!(a, b);
+}

@@ -9,7 +9,12 @@
 #
 #   bench/pg_walrus/run.sh [INTERVALS] [TPS]     (defaults: 20 intervals, 200 tps)
 #   env: PG=15 (16, 18), RUNS="off wal_rate multiplicative percentile",
-#        PARALLEL=2 (runs at a time), OUT=bench/pg_walrus/out
+#        PARALLEL=2 (runs at a time), OUT=bench/pg_walrus/out,
+#        PGBIN=<bin directory of a private copy of the installation>
+#
+# Reinstalling pg_walrus.so while a server has it loaded crashes that server
+# (the file is rewritten in place). On a shared machine, run against a private
+# relocatable copy, e.g. PGBIN=/tmp/copy-of-pginstall/bin (PG 16/18 wheels).
 #
 # All other pg_walrus settings are the defaults (threshold 2, cooldown 300 s,
 # 4 changes per hour, shrink after 5 quiet intervals by 0.75) except
@@ -24,7 +29,7 @@ PG="${PG:-15}"
 RUNS="${RUNS:-off wal_rate multiplicative percentile}"
 PARALLEL="${PARALLEL:-2}"
 OUT="${OUT:-$HERE/out}"
-BIN="$(pg_bindir_for "$PG")"
+BIN="${PGBIN:-$(pg_bindir_for "$PG")}"
 mkdir -p "$OUT"
 
 run_one() {
@@ -33,18 +38,28 @@ run_one() {
     local enable=on
     local a="$algo"
     if [[ $algo == off ]]; then enable=off; a=wal_rate; fi
-    cluster_init "$dir" "$PG" \
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if is_root; then chown "$PG_RUN_AS" "$dir"; fi
+    as_server_user "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 \
+        --locale=C >"$dir/initdb.log" 2>&1
+    printf '%s\n' "listen_addresses = '127.0.0.1'" "unix_socket_directories = '$dir'" \
         "shared_preload_libraries = 'pg_walrus'" \
         "max_wal_size = 32MB" "min_wal_size = 32MB" "checkpoint_timeout = 30s" \
-        "log_checkpoints = on" "walrus.enable = $enable" "walrus.algorithm = $a" \
-        "walrus.min_size = 32MB"
-    cluster_start "$dir" "$PG" "$port"
+        "log_checkpoints = on" "walrus.enable = off" "walrus.algorithm = $a" \
+        "walrus.min_size = 32MB" | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
+    as_server_user "$BIN/pg_ctl" -D "$dir/data" -o "-p $port" -l "$dir/server.log" -w -t 60 start >/dev/null
     local psql=("$BIN/psql" -X -q -At -h 127.0.0.1 -p "$port" -U postgres -d postgres)
     "${psql[@]}" -c "CREATE EXTENSION pg_walrus"
     as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -q -s 10 postgres >/dev/null 2>&1
     # Counters are measured from here (initialisation excluded).
-    "${psql[@]}" -c "SELECT pg_stat_reset_shared('$( [[ $PG -ge 17 ]] && echo checkpointer || echo bgwriter)')"
-    "${psql[@]}" -c "SELECT walrus.reset()" >/dev/null
+    "${psql[@]}" -c "SELECT pg_stat_reset_shared('$( [[ $PG -ge 17 ]] && echo checkpointer || echo bgwriter)')" >/dev/null
+    # Enable pg_walrus only now (off -> on takes a fresh baseline), so that
+    # the initialisation's WAL does not count.
+    if [[ $enable == on ]]; then
+        "${psql[@]}" -c "ALTER SYSTEM SET walrus.enable = on"
+        "${psql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
+    fi
     "${psql[@]}" -c "TRUNCATE walrus.history"
     local duration=$((INTERVALS * 30))
     as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c 2 -j 2 \
@@ -63,7 +78,7 @@ run_one() {
     wait "$bench" || true
     "${psql[@]}" -F ',' -c "SELECT to_char(timestamp, 'HH24:MI:SS'), action, old_size_mb, new_size_mb,
         forced_checkpoints, reason FROM walrus.history ORDER BY id" >"$OUT/$algo.history.csv"
-    cluster_stop "$dir" "$PG"
+    as_server_user "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 summarise() {

@@ -571,3 +571,39 @@ fn manual_apply_needs_walrus_admin() {
         .unwrap_err();
     assert_eq!(sqlstate(&err), Some("42501"));
 }
+
+#[test]
+fn allow_alter_system_off_is_recorded_as_skipped() {
+    // allow_alter_system exists from PostgreSQL 17; on older servers ALTER
+    // SYSTEM cannot be switched off this way (the refused-write test above
+    // covers the same code path there).
+    let probe = Cluster::builder().start();
+    let version: i32 = probe
+        .connect()
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .unwrap()
+        .get(0);
+    drop(probe);
+    if version < 170000 {
+        eprintln!("allow_alter_system needs PostgreSQL 17 or later; server is {version}");
+        return;
+    }
+    let c = cluster(&[
+        ("walrus.algorithm", "multiplicative"),
+        ("walrus.threshold", "1"),
+        ("allow_alter_system", "off"),
+    ]);
+    let mut client = c.connect();
+    let pid = worker_pid(&mut client);
+    wait_for_action(&mut client, "skipped", |cl| checkpoints(cl, 2));
+    let reason: String = client
+        .query_one(
+            "SELECT reason FROM walrus.history WHERE action = 'skipped' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(reason.starts_with("ALTER SYSTEM failed"), "{reason}");
+    assert_eq!(max_wal_size_mb(&mut client), 32);
+    assert_eq!(worker_pid(&mut client), pid, "the worker was not restarted");
+}

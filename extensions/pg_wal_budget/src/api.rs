@@ -31,16 +31,8 @@ fn require_shmem() -> shmem::Locked {
 /// own bookkeeping writes are never throttled, so an administrator can
 /// always fix a policy.
 fn internal<R>(f: impl FnOnce() -> R) -> R {
-    let _restore = Restore(backend::set_internal(true));
+    let _internal = backend::InternalScope::enter();
     f()
-}
-
-struct Restore(bool);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        backend::set_internal(self.0);
-    }
 }
 
 fn ok<T>(r: Result<T, policy::ArgError>) -> T {

@@ -50,6 +50,22 @@ pub fn set_internal(on: bool) -> bool {
     STATE.with_borrow_mut(|s| std::mem::replace(&mut s.internal, on))
 }
 
+/// Marks this backend as running pg_wal_budget's own statements until
+/// dropped, also when an error unwinds through the caller.
+pub struct InternalScope(bool);
+
+impl InternalScope {
+    pub fn enter() -> InternalScope {
+        InternalScope(set_internal(true))
+    }
+}
+
+impl Drop for InternalScope {
+    fn drop(&mut self) {
+        set_internal(self.0);
+    }
+}
+
 pub fn push(entry: Entry) {
     STATE.with_borrow_mut(|s| s.stack.push(entry));
 }

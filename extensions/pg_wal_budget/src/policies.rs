@@ -53,7 +53,7 @@ fn read_rows() -> Vec<Row> {
     if !extension_installed() {
         return Vec::new();
     }
-    let was_internal = backend::set_internal(true);
+    let _internal = backend::InternalScope::enter();
     let mut save_user = pg_sys::InvalidOid;
     let mut save_ctx = 0;
     // SAFETY: saving and switching the user id for the duration of our own
@@ -122,7 +122,6 @@ fn read_rows() -> Vec<Row> {
         }
         pg_sys::SetUserIdAndSecContext(save_user, save_ctx);
     }
-    backend::set_internal(was_internal);
     rows.unwrap_or_default()
 }
 

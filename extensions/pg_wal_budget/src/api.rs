@@ -318,6 +318,7 @@ fn recent_decisions(
         name!(available_after, Option<i64>),
         name!(reason_code, String),
         name!(mode, Option<String>),
+        name!(query_hash, i64),
     ),
 > {
     let limit = match decision_limit {
@@ -358,6 +359,7 @@ fn recent_decisions(
                 (d.policy_id > 0)
                     .then(|| backend::mode_name(d.mode).map(str::to_string))
                     .flatten(),
+                d.query_hash,
             )
         })
         .collect();

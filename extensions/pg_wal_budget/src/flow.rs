@@ -47,7 +47,7 @@ fn is_parallel_worker() -> bool {
 
 /// Admission for one top-level writing statement. May wait (queue mode) or
 /// raise an error (reject mode, or an internal failure with fail_open off).
-pub fn begin_statement(class: StatementClass, query_id: i64, marker: usize) {
+pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, marker: usize) {
     policies::refresh_if_stale();
     let scopes = backend::classify(guc::composite_scope_enabled());
     let matched = backend::match_policy(&scopes);
@@ -106,6 +106,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, marker: usize) {
             policy_id: 0,
             scope_hash: profile_scope_hash,
             query_id,
+            query_hash,
             predicted_wal_bytes: clamp_i64(predicted),
             actual_wal_bytes: -1,
             available_before: -1,

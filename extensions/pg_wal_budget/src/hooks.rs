@@ -47,6 +47,22 @@ impl QueryIdBits for i64 {
     }
 }
 
+/// A stable hash (FNV-1a) of the statement text (the `query_hash` column of
+/// `pwb.recent_decisions()`); 0 without text.
+fn query_hash(text: *const std::ffi::c_char) -> i64 {
+    if text.is_null() {
+        return 0;
+    }
+    // SAFETY: PostgreSQL hands us a NUL-terminated string valid for the call.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
 /// The class of an executor statement: writes are INSERT, UPDATE, DELETE,
 /// MERGE and SELECT with data-modifying CTEs.
 fn executor_class(
@@ -81,7 +97,9 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     if flow::should_govern()
         && let Some((class, query_id)) = executor_class(query_desc, eflags)
     {
-        flow::begin_statement(class, query_id, query_desc as usize);
+        // SAFETY: sourceText is the statement's NUL-terminated text or NULL.
+        let hash = query_hash(unsafe { (*query_desc).sourceText });
+        flow::begin_statement(class, query_id, hash, query_desc as usize);
     }
     // SAFETY: chaining to the previous hook or the standard implementation
     // with the arguments we were given.
@@ -173,7 +191,8 @@ unsafe extern "C-unwind" fn process_utility(
     {
         // SAFETY: pstmt is valid for the duration of the call.
         let query_id = query_id_of(unsafe { (*pstmt).queryId });
-        flow::begin_statement(class, query_id, pstmt as usize);
+        let hash = query_hash(query_string);
+        flow::begin_statement(class, query_id, hash, pstmt as usize);
         governed = true;
     }
     // SAFETY: chaining with the arguments we were given.

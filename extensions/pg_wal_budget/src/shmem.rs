@@ -79,6 +79,8 @@ pub struct DecisionSlot {
     pub policy_id: i32,
     pub scope_hash: i64,
     pub query_id: i64,
+    /// Hash of the statement's source text.
+    pub query_hash: i64,
     pub predicted_wal_bytes: i64,
     /// -1 until measured.
     pub actual_wal_bytes: i64,

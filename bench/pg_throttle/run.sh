@@ -11,6 +11,11 @@
 #    above the throttled one (so after pacing); we report the achieved rate
 #    (first to last tuple) and the most tuples in any 100 ms window, against
 #    the bound rate x 0.1 + burst.
+# 3. Overhead measured as backend CPU time (less sensitive to other load on
+#    the machine than TPS): one session runs LOOPS primary-key SELECTs through
+#    PL/pgSQL (each one a full ExecutorStart/ExecutorEnd through the hooks)
+#    and reads its own utime+stime from /proc/self/stat before and after;
+#    alternating sessions with and without the library.
 # 2. Overhead: pgbench -S (select-only, 2 clients) with pg_throttle loaded via
 #    session_preload_libraries, the extension created and the pgbench user
 #    not throttled (other users are), against the same server without the
@@ -21,6 +26,7 @@ cd "$REPO_ROOT"
 PG="${PG:-15}"
 RATE="${RATE:-1000}"
 RUNS="${RUNS:-10}"
+LOOPS="${LOOPS:-200000}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 DIR="$REPO_ROOT/target/bench-pg_throttle"
 PORT="$(free_port)"
@@ -139,3 +145,55 @@ print()
 print(f"median of per-pair ratios: {100 * statistics.median(ratios):.1f}%; ratio of medians: {100 * mb / ma:.1f}%; ratio of means: {100 * statistics.mean(b) / statistics.mean(a):.1f}%")
 PY
 echo "session_preload_libraries during the last \"with\" run: '$loaded'"
+
+echo
+echo "## Overhead as backend CPU time ($LOOPS primary-key SELECTs via PL/pgSQL per session, $RUNS interleaved pairs)"
+echo
+psql_ >/dev/null <<'SQL'
+CREATE FUNCTION bench_loop(n int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE r int;
+BEGIN
+    FOR i IN 1 .. n LOOP
+        SELECT abalance INTO r FROM pgbench_accounts WHERE aid = 1 + (i * 7919) % 1000000;
+    END LOOP;
+END $$;
+GRANT pg_read_server_files TO bench_free;
+GRANT EXECUTE ON FUNCTION pg_read_file(text) TO bench_free;
+SQL
+cpu() {
+    AS=bench_free psql_ -At -c "SELECT pg_read_file('/proc/self/stat')" \
+        -c "SELECT bench_loop($LOOPS)" -c "SELECT pg_read_file('/proc/self/stat')" |
+        python3 -c '
+import os, sys
+stats = [l.split(")")[-1].split() for l in sys.stdin.read().splitlines() if ")" in l]
+ticks = [int(s[11]) + int(s[12]) for s in stats]  # utime + stime (fields 14, 15)
+print((ticks[1] - ticks[0]) / os.sysconf("SC_CLK_TCK"))'
+}
+cwithout=()
+cwith=()
+for ((i = 1; i <= RUNS; i++)); do
+    if ((i % 2)); then
+        set_preload ""; cwithout+=("$(cpu)")
+        set_preload "pg_throttle"; cwith+=("$(cpu)")
+    else
+        set_preload "pg_throttle"; cwith+=("$(cpu)")
+        set_preload ""; cwithout+=("$(cpu)")
+    fi
+done
+echo "| pair | without: CPU s | with: CPU s | with / without |"
+echo "|---|---|---|---|"
+for ((i = 0; i < RUNS; i++)); do
+    awk -v i=$((i + 1)) -v a="${cwithout[$i]}" -v b="${cwith[$i]}" \
+        'BEGIN { printf "| %d | %.2f | %.2f | %.1f%% |\n", i, a, b, 100 * b / a }'
+done
+python3 - "${cwithout[*]}" "${cwith[*]}" "$LOOPS" <<'PY'
+import statistics, sys
+a = [float(x) for x in sys.argv[1].split()]
+b = [float(x) for x in sys.argv[2].split()]
+n = int(sys.argv[3])
+ma, mb = statistics.median(a), statistics.median(b)
+print(f"| median | {ma:.2f} | {mb:.2f} | {100 * mb / ma:.1f}% |")
+print()
+print(f"per statement: {1e6 * ma / n:.2f} us without, {1e6 * mb / n:.2f} us with "
+      f"({1e9 * (mb - ma) / n:+.0f} ns); throughput equivalent {100 * ma / mb:.1f}% of without")
+PY

@@ -40,6 +40,16 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
         sh.started_ms = sys::now_ms();
         sh.sizer.drop_baseline();
     }
+    // Never wait long on a lock (someone holding walrus.history) or a slow
+    // statement: such an error costs one history row, not the worker.
+    BackgroundWorker::transaction(|| {
+        let set = Spi::run(
+            "SET lock_timeout = '10s'; SET statement_timeout = '60s'; SET application_name = 'pg_walrus'",
+        );
+        if let Err(e) = set {
+            pgrx::warning!("pg_walrus: could not set worker timeouts: {e}");
+        }
+    });
     pgrx::log!("pg_walrus worker started (database \"{database}\")");
     let mut interval_ms: u64 = 0;
     let mut wait_ms: u64 = 0;

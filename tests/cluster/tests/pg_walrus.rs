@@ -505,6 +505,17 @@ fn worker_exits_on_postmaster_death() {
     let mut client = c.connect();
     let pid = worker_pid(&mut client);
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // The worker is visible as such in pg_stat_activity.
+    wait_for(WAIT, "the worker in pg_stat_activity", || {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND application_name = 'pg_walrus'",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    });
     drop(client);
     let pidfile = std::fs::read_to_string(c.data_dir().join("postmaster.pid")).unwrap();
     let postmaster = pidfile.lines().next().unwrap().trim().to_string();

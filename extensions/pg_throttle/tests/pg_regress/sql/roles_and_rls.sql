@@ -10,6 +10,7 @@ SELECT p.proname, has_function_privilege('regress_thr_user', p.oid, 'EXECUTE') A
        p.prosecdef AS security_definer, p.proconfig
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_throttle'
+JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname <> 'tests' -- pgrx test builds
 ORDER BY 1;
 SELECT has_table_privilege('regress_thr_user', 'throttlings', 'SELECT') AS user_select,
        has_table_privilege('regress_thr_admin', 'throttlings', 'INSERT') AS admin_insert;
@@ -21,8 +22,10 @@ SELECT throttle_user_per_node_all('regress_thr_other', 100000);
 SELECT username, query_throttle, seq_scan_throttle FROM throttlings ORDER BY username;
 RESET ROLE;
 
--- An ordinary user can change nothing.
+-- An ordinary user can change nothing (terse: these errors are raised while
+-- starting the executor, and only the message and SQLSTATE matter here).
 SET ROLE regress_thr_user;
+\set VERBOSITY terse
 SELECT throttle_user_query('regress_thr_user', 1);
 \echo :LAST_ERROR_SQLSTATE
 SELECT unthrottle_user('regress_thr_user');
@@ -33,6 +36,7 @@ SELECT * FROM throttlings;
 \echo :LAST_ERROR_SQLSTATE
 UPDATE throttlings SET query_throttle = 1;
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 RESET ROLE;
 -- ... but reads its own configuration, and only its own, without any grant:
 -- current_throttling() follows the session user, like the throttling itself.

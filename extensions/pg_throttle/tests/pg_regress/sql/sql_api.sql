@@ -3,6 +3,7 @@
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS arguments
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_throttle'
+JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname <> 'tests' -- pgrx test builds
 ORDER BY 1;
 
 CREATE ROLE regress_thr_analytics;

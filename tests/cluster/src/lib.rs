@@ -187,6 +187,27 @@ impl Cluster {
         self.wait_until_ready();
     }
 
+    /// Clean restart with extra server command-line options (`pg_ctl -o`),
+    /// e.g. `-c max_wal_size=64MB`, which override the configuration files.
+    pub fn restart_with_options(&self, options: &str) {
+        self.stop_server("fast");
+        let data = self.data_dir();
+        let log = self.dir.path().join("server.log");
+        let output = self
+            .server_user_command("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap()])
+            .args(["-o", options, "-w", "-t", "90", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "server did not start: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        self.wait_until_ready();
+    }
+
     /// Sends SIGHUP to the postmaster (like `pg_ctl reload`).
     pub fn reload(&self) {
         run_checked(self.server_user_command("pg_ctl").args([

@@ -618,3 +618,38 @@ fn allow_alter_system_off_is_recorded_as_skipped() {
     assert_eq!(max_wal_size_mb(&mut client), 32);
     assert_eq!(worker_pid(&mut client), pid, "the worker was not restarted");
 }
+
+#[test]
+fn max_wal_size_on_the_command_line_is_recorded_as_skipped() {
+    let c = cluster(&[
+        ("walrus.algorithm", "multiplicative"),
+        ("walrus.threshold", "1"),
+    ]);
+    c.restart_with_options("-c max_wal_size=32MB");
+    let mut client = c.connect();
+    let source: String = client
+        .query_one(
+            "SELECT source FROM pg_settings WHERE name = 'max_wal_size'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(source, "command line");
+    let pid = worker_pid(&mut client);
+    wait_for_action(&mut client, "skipped", |cl| checkpoints(cl, 2));
+    let reason: String = client
+        .query_one(
+            "SELECT reason FROM walrus.history WHERE action = 'skipped' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(reason.contains("command line"), "{reason}");
+    // Nothing was written to postgresql.auto.conf, and the worker lives on.
+    let auto: String = client
+        .query_one("SELECT pg_read_file('postgresql.auto.conf')", &[])
+        .unwrap()
+        .get(0);
+    assert!(!auto.contains("max_wal_size"), "{auto}");
+    assert_eq!(worker_pid(&mut client), pid);
+}

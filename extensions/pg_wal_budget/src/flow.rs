@@ -48,15 +48,7 @@ fn is_parallel_worker() -> bool {
 /// Admission for one top-level writing statement. May wait (queue mode) or
 /// raise an error (reject mode, or an internal failure with fail_open off).
 pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, marker: usize) {
-    policies::refresh_if_stale();
     let scopes = backend::classify(guc::composite_scope_enabled());
-    let matched = backend::match_policy(&scopes);
-    let primary = scopes.first().cloned();
-    let (profile_scope_hash, profile_scope_kind, profile_scope_value) = match (&matched, &primary) {
-        (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.clone()),
-        (None, Some(p)) => (p.hash, p.kind, p.value.clone()),
-        (None, None) => (0, ScopeKind::Role, String::new()),
-    };
     let defaults = guc::prediction_defaults();
     let predictor = guc::predictor();
     let dboid = wal::database_oid();
@@ -64,6 +56,16 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
     let mut was_queued = false;
 
     loop {
+        // Re-resolved on every attempt, so a queued statement sees a policy
+        // being switched, relaxed or disabled while it waits.
+        policies::refresh_if_stale();
+        let matched = backend::match_policy(&scopes);
+        let (profile_scope_hash, profile_scope_kind, profile_scope_value) =
+            match (&matched, scopes.first()) {
+                (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.clone()),
+                (None, Some(p)) => (p.hash, p.kind, p.value.clone()),
+                (None, None) => (0, ScopeKind::Role, String::new()),
+            };
         let now_us = wal::now_micros();
         let now_ms = wal::now_epoch_ms();
         let Some(mut shm) = shmem::lock() else {

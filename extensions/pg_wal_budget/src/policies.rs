@@ -66,16 +66,10 @@ fn read_rows() -> Vec<Row> {
             save_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
     }
-    // SAFETY: pushes a snapshot when the caller (e.g. a utility statement)
-    // has none; popped below.
-    let pushed = unsafe {
-        if pg_sys::ActiveSnapshotSet() {
-            false
-        } else {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-            true
-        }
-    };
+    // SAFETY: reads the policies with the latest committed snapshot (not the
+    // statement's, which a queued statement took before waiting), popped
+    // below; an error in between is cleaned up by transaction abort.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
     let rows = Spi::connect(|client| -> Result<Vec<Row>, pgrx::spi::Error> {
         let table = client.select(
             "SELECT policy_id, enabled, mode, scope_kind, scope_value, \
@@ -117,9 +111,7 @@ fn read_rows() -> Vec<Row> {
     });
     // SAFETY: undoes the snapshot push and user switch above.
     unsafe {
-        if pushed {
-            pg_sys::PopActiveSnapshot();
-        }
+        pg_sys::PopActiveSnapshot();
         pg_sys::SetUserIdAndSecContext(save_user, save_ctx);
     }
     rows.unwrap_or_default()

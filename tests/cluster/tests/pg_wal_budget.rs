@@ -672,3 +672,26 @@ fn update_from_previous_version_matches_a_fresh_install() {
     assert!(a.contains("function CREATE OR REPLACE FUNCTION pwb.current_tenant()"));
     assert_eq!(a, b);
 }
+
+#[test]
+fn switching_a_queue_policy_to_observe_releases_waiting_statements() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 100000, 'queue')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    write_wal(&mut writer, 4000);
+    drop(writer);
+    // The debt would take ~15 minutes to repay; the timeout only bounds a
+    // failing run.
+    let (_, handle) = start_long_queue(&cluster, &mut admin, "SET statement_timeout = '20s'");
+    admin
+        .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'observe')"))
+        .unwrap();
+    let (result, elapsed) = handle.join().unwrap();
+    assert_eq!(result.unwrap(), 1);
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}

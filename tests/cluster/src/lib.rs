@@ -290,7 +290,9 @@ impl Cluster {
         } else {
             Command::new(path)
         };
-        command.env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+        command
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE");
         command
     }
 }

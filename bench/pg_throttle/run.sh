@@ -93,7 +93,7 @@ accuracy "Function Scan" "RESET ALL" "SELECT * FROM generate_series(1, $N)"
 echo
 echo "## Overhead (pgbench -S, 2 clients, ${SECONDS_PER_RUN} s per run, $RUNS interleaved pairs)"
 echo
-"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>&1
+"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>"$DIR/pgbench-init.log" || { cat "$DIR/pgbench-init.log" >&2; exit 1; }
 psql_ -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_free"
 tps() {
     "$BIN/pgbench" -n -S -c 2 -j 2 -T "$SECONDS_PER_RUN" -h 127.0.0.1 -p "$PORT" -U bench_free postgres 2>&1 |

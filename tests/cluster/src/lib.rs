@@ -7,9 +7,12 @@
 //! `scripts/test` does that. When the caller is root, the server runs as
 //! `PG_RUN_AS` (default `postgres`), because PostgreSQL refuses to run as root.
 //!
-//! Every cluster lives in its own temporary directory and is stopped
+//! Every cluster lives in its own temporary directory (under
+//! `CLUSTER_TEST_TMPDIR` if set, else the system temp dir) and is stopped
 //! (immediately) and removed when the [`Cluster`] is dropped, which also
-//! happens when a test panics.
+//! happens when a test panics. A test process killed by a signal cannot run
+//! destructors; `scripts/test` therefore points `CLUSTER_TEST_TMPDIR` into
+//! `target/` and stops whatever is left there after the run.
 //!
 //! ```no_run
 //! use cluster_tests::Cluster;
@@ -79,9 +82,13 @@ impl Cluster {
     fn create(builder: ClusterBuilder) -> Cluster {
         let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| DEFAULT_PG_CONFIG.into());
         let bindir = PathBuf::from(run_checked(Command::new(&pg_config).arg("--bindir")).trim());
+        let parent = std::env::var_os("CLUSTER_TEST_TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        fs::create_dir_all(&parent).unwrap();
         let dir = tempfile::Builder::new()
             .prefix("pggov-cluster-")
-            .tempdir()
+            .tempdir_in(parent)
             .unwrap();
         give_to_server_user(dir.path());
         let cluster = Cluster {

@@ -16,10 +16,13 @@ const COUNTERS_SQL: &str = "SELECT num_requested, num_timed, \
      COALESCE((extract(epoch FROM stats_reset) * 1000)::bigint, 0) FROM pg_catalog.pg_stat_checkpointer";
 
 /// Current counters; `None` during recovery (a standby has no insert position
-/// and its checkpoints are restartpoints).
-pub fn counters() -> Result<Option<Counters>, pgrx::spi::Error> {
-    // Fresh statistics, not this transaction's cached snapshot.
-    Spi::run("SELECT pg_catalog.pg_stat_clear_snapshot()")?;
+/// and its checkpoints are restartpoints). `fresh` drops this transaction's
+/// cached statistics snapshot first (the worker; SQL functions leave the
+/// caller's snapshot alone).
+pub fn counters_with(fresh: bool) -> Result<Option<Counters>, pgrx::spi::Error> {
+    if fresh {
+        Spi::run("SELECT pg_catalog.pg_stat_clear_snapshot()")?;
+    }
     if Spi::get_one::<bool>("SELECT pg_catalog.pg_is_in_recovery()")?.unwrap_or(false) {
         return Ok(None);
     }
@@ -33,6 +36,11 @@ pub fn counters() -> Result<Option<Counters>, pgrx::spi::Error> {
         wal_lsn: lsn.unwrap_or(0).max(0) as u64,
         stats_reset: reset.unwrap_or(0),
     }))
+}
+
+/// Counters as the caller's transaction sees them.
+pub fn counters() -> Result<Option<Counters>, pgrx::spi::Error> {
+    counters_with(false)
 }
 
 /// Settings of the server this process sees now.

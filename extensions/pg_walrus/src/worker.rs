@@ -104,7 +104,7 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
 /// One wake-up that may end an interval; returns the interval length.
 fn step(now: u64) -> u64 {
     let read = sys::in_subtransaction(|| -> Result<_, pgrx::spi::Error> {
-        Ok((stats::server()?, stats::counters()?))
+        Ok((stats::server()?, stats::counters_with(true)?))
     });
     let (server, counters) = match read {
         Ok(Ok(v)) => v,

@@ -83,7 +83,12 @@ install_extensions() {
     local version="$1" pg_config profile_flag=()
     pg_config="$(pg_config_for "$version")"
     [[ "${PGGOV_PROFILE:-debug}" == release ]] && profile_flag=(--release)
+    local pkglibdir
+    pkglibdir="$("$pg_config" --pkglibdir)"
     for ext in "${EXTENSIONS[@]}"; do
+        # Unlink first: cargo pgrx install rewrites the .so in place, which
+        # crashes servers that have the old one mapped; a new inode does not.
+        rm -f "$pkglibdir/$ext.so"
         (cd "$REPO_ROOT/extensions/$ext" &&
             cargo pgrx install "${profile_flag[@]}" --no-default-features \
                 --features "pg$version" --pg-config "$pg_config" >/dev/null)

@@ -91,7 +91,7 @@ impl Cluster {
             .tempdir_in(parent)
             .unwrap();
         give_to_server_user(dir.path());
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             dir,
             bindir,
             port: free_port(),
@@ -127,6 +127,20 @@ impl Cluster {
             conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
         }
         append_as_server_user(&data.join("postgresql.conf"), &conf);
+        // free_port() only finds a port that was free a moment ago; another
+        // test may take it before the server binds. Retry on a new port then
+        // (a later `port` line in postgresql.conf wins).
+        for _attempt in 1..3 {
+            match cluster.try_start_server() {
+                Ok(()) => return cluster,
+                Err(e) if e.contains("could not bind") || e.contains("already in use") => {
+                    cluster.port = free_port();
+                    let line = format!("port = {}\n", cluster.port);
+                    append_as_server_user(&data.join("postgresql.conf"), &line);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
         cluster.start_server();
         cluster
     }
@@ -234,6 +248,14 @@ impl Cluster {
     }
 
     fn start_server(&self) {
+        if let Err(e) = self.try_start_server() {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections; on failure
+    /// returns pg_ctl's output and the server log.
+    fn try_start_server(&self) -> Result<(), String> {
         let data = self.data_dir();
         let log = self.dir.path().join("server.log");
         let output = self
@@ -242,13 +264,15 @@ impl Cluster {
             .args(["-w", "-t", "90", "start"])
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "server did not start: {}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
+        if !output.status.success() {
+            return Err(format!(
+                "server did not start: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                self.log()
+            ));
+        }
         self.wait_until_ready();
+        Ok(())
     }
 
     fn stop_server(&self, mode: &str) {

@@ -48,9 +48,9 @@ sql -c "SELECT decision_kind, mode, reason_code,
                pg_size_pretty(predicted_wal_bytes) AS predicted,
                pg_size_pretty(available_before) AS available
           FROM pwb.recent_decisions(1)"
-say "the WAL measured in observe mode was charged to the bucket too: it is owed at 1 MB/s before anything else fits"
-sql -c "SELECT pg_size_pretty(available_bytes) AS available, pg_size_pretty(debt_bytes) AS debt,
-               round(debt_bytes / rate_bytes_per_sec::numeric, 1) AS seconds_to_repay
+say "observe mode never charged the bucket: it is full, yet the statement cannot fit in a 1 MB burst"
+sql -c "SELECT pg_size_pretty(available_bytes) AS available, pg_size_pretty(max_burst_bytes) AS burst,
+               pg_size_pretty(debt_bytes) AS debt
           FROM pwb.scope_stats() WHERE policy_id = $policy_id"
 sql -c "SELECT accepted_statements, rejected_statements,
                pg_size_pretty(predicted_wal_bytes) AS predicted_total,

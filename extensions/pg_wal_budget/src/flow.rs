@@ -4,7 +4,7 @@
 //! in `hooks.rs` call [`begin_statement`], [`end_statement`] and the abort
 //! functions here; the arithmetic lives in `governance::budget`.
 use crate::{backend, errors, guc, policies, shmem, wal};
-use governance::budget::admission::{self, Admission, DecisionKind, Reason};
+use governance::budget::admission::{self, Admission, DecisionKind, Ledger, Reason};
 use governance::budget::policy::Mode;
 use governance::budget::predict::{self, Profile, StatementClass};
 use governance::budget::scope::ScopeKind;
@@ -20,6 +20,8 @@ pub struct Entry {
     pub wal_start: u64,
     pub predicted: u64,
     pub charged: u64,
+    /// Which bucket of the governing policy the measured WAL is settled in.
+    pub ledger: Ledger,
     /// (slot index, policy id) of the governing policy.
     pub policy: Option<(usize, i32)>,
     pub dboid: u32,
@@ -120,6 +122,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             wal_start: 0,
             predicted,
             charged: 0,
+            ledger: Ledger::None,
             policy: None,
             dboid,
             profile_scope: profile_scope_hash,
@@ -170,16 +173,14 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
                 rate_per_sec: slot.rate,
                 burst: slot.burst,
             };
-            slot.bucket.refill(limits, now_us);
-            let before = slot.bucket.available();
-            let admission = admission::admit(m.mode, &mut slot.bucket, limits, predicted, now_us);
-            (
-                slot.rate,
-                slot.burst,
-                admission,
-                before,
-                slot.bucket.available(),
-            )
+            let bucket = match Ledger::for_mode(m.mode) {
+                Ledger::Shadow => &mut slot.shadow_bucket,
+                Ledger::Enforcement | Ledger::None => &mut slot.bucket,
+            };
+            bucket.refill(limits, now_us);
+            let before = bucket.available();
+            let admission = admission::admit(m.mode, bucket, limits, predicted, now_us);
+            (slot.rate, slot.burst, admission, before, bucket.available())
         };
         decision.available_before = clamp_i64(before);
         decision.available_after = clamp_i64(after);
@@ -201,6 +202,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
                 shm.counters().accepted_statements += 1;
                 entry.decision_seq = shm.push_decision(decision);
                 entry.charged = charged;
+                entry.ledger = Ledger::for_mode(m.mode);
                 entry.policy = Some((slot_index, m.policy_id));
                 drop(shm);
                 entry.wal_start = wal::wal_bytes();
@@ -302,10 +304,19 @@ fn settle(entry: &Entry, actual: u64, completed: bool) {
             rate_per_sec: slot.rate,
             burst: slot.burst,
         };
-        let r = admission::reconcile(&mut slot.bucket, limits, entry.charged, actual);
-        after = Some(slot.bucket.available());
-        shm.counters().scope_debt_bytes =
-            shm.counters().scope_debt_bytes.saturating_add(r.debt_added);
+        let bucket = match entry.ledger {
+            Ledger::Enforcement => Some(&mut slot.bucket),
+            Ledger::Shadow => Some(&mut slot.shadow_bucket),
+            Ledger::None => None,
+        };
+        if let Some(bucket) = bucket {
+            let r = admission::reconcile(bucket, limits, entry.charged, actual);
+            after = Some(bucket.available());
+            if entry.ledger == Ledger::Enforcement {
+                shm.counters().scope_debt_bytes =
+                    shm.counters().scope_debt_bytes.saturating_add(r.debt_added);
+            }
+        }
     }
     let c = shm.counters();
     c.predicted_wal_bytes = c.predicted_wal_bytes.saturating_add(entry.predicted);

@@ -143,17 +143,19 @@ fn sync_shared(rows: &[Row], dboid: u32) -> Vec<CachedPolicy> {
         let index = existing.or_else(|| slots.iter().position(|s| !s.used));
         if let Some(i) = index {
             let slot = &mut slots[i];
-            if existing.is_none() || slot.scope_hash != hash || slot.scope_kind != row.kind.code() {
-                slot.bucket = TokenBucket::full(limits, now);
-            } else {
-                slot.bucket.refill(
-                    BucketLimits {
-                        rate_per_sec: slot.rate,
-                        burst: slot.burst,
-                    },
-                    now,
-                );
-                slot.bucket.apply_limits(limits);
+            let old_limits = BucketLimits {
+                rate_per_sec: slot.rate,
+                burst: slot.burst,
+            };
+            let fresh =
+                existing.is_none() || slot.scope_hash != hash || slot.scope_kind != row.kind.code();
+            for bucket in [&mut slot.bucket, &mut slot.shadow_bucket] {
+                if fresh {
+                    *bucket = TokenBucket::full(limits, now);
+                } else {
+                    bucket.refill(old_limits, now);
+                    bucket.apply_limits(limits);
+                }
             }
             slot.used = true;
             slot.dboid = dboid;

@@ -49,7 +49,11 @@ pub struct PolicySlot {
     pub scope_hash: i64,
     pub rate: u64,
     pub burst: u64,
+    /// The enforcement bucket, charged in queue and reject mode.
     pub bucket: TokenBucket,
+    /// Shadow mode's copy: checked and charged as enforcement would be, so
+    /// `would_reject` is meaningful, without touching `bucket`.
+    pub shadow_bucket: TokenBucket,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -695,3 +695,73 @@ fn switching_a_queue_policy_to_observe_releases_waiting_statements() {
     assert_eq!(result.unwrap(), 1);
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
+
+#[test]
+fn observe_only_records_and_shadow_drains_only_its_copy_of_the_bucket() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    // Rate 1 B/s: nothing refills during the test; burst 100 kB.
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1, 100000, 'observe')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let decisions = |admin: &mut Client| -> Vec<(String, String)> {
+        admin
+            .query(
+                "SELECT decision_kind, reason_code FROM pwb.recent_decisions(100)
+                  WHERE policy_id = $1 ORDER BY timestamp_epoch_ms",
+                &[&id],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+
+    // Observe: ~1 MB of WAL, twice, and the bucket is still full.
+    write_wal(&mut writer, 4000);
+    write_wal(&mut writer, 4000);
+    assert_eq!(available(&mut admin, id), (100_000, 0));
+    let observed = decisions(&mut admin);
+    assert_eq!(observed.len(), 2);
+    assert!(
+        observed
+            .iter()
+            .all(|(kind, reason)| kind == "allowed" && reason == "observe_mode")
+    );
+
+    // Shadow: the first write fits its copy of the bucket (a fresh statement
+    // text, so the 16 kB class default is predicted) and drains it; the next
+    // one would be rejected. Both run, and the enforcement bucket is untouched.
+    admin
+        .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'shadow')"))
+        .unwrap();
+    writer
+        .batch_execute(
+            "INSERT INTO t (payload) SELECT repeat('s', 200) FROM generate_series(1, 4000)",
+        )
+        .unwrap();
+    writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('after the drain')")
+        .unwrap();
+    let shadowed = &decisions(&mut admin)[2..];
+    assert_eq!(shadowed.len(), 2, "{shadowed:?}");
+    assert_eq!(shadowed[0], ("allowed".into(), "shadow_mode".into()));
+    assert_eq!(shadowed[1].0, "would_reject", "{shadowed:?}");
+    assert_eq!(available(&mut admin, id), (100_000, 0));
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 12_001, "shadow never stops a statement");
+
+    // Switching to reject starts from the full, never-charged bucket.
+    admin
+        .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'reject')"))
+        .unwrap();
+    writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('enforced')")
+        .unwrap();
+}

@@ -182,6 +182,28 @@ fn admit_free(reason: Reason) -> Admission {
     }
 }
 
+/// Which of a policy's two buckets a statement admitted in a mode is
+/// accounted to. Enforcing modes use the policy's bucket. Shadow mode uses a
+/// copy of it: checked and charged with the measured WAL, so `would_reject`
+/// reflects what enforcement would have done, while the real bucket is left
+/// untouched. Observe (and off) only record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ledger {
+    Enforcement,
+    Shadow,
+    None,
+}
+
+impl Ledger {
+    pub fn for_mode(mode: Mode) -> Ledger {
+        match mode {
+            Mode::Queue | Mode::Reject => Ledger::Enforcement,
+            Mode::Shadow => Ledger::Shadow,
+            Mode::Observe | Mode::Off => Ledger::None,
+        }
+    }
+}
+
 /// What reconciliation did to the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconciled {
@@ -189,11 +211,11 @@ pub struct Reconciled {
     pub debt_added: u64,
 }
 
-/// Settles a statement: `charged` bytes were taken up front, `actual` bytes
-/// were written. Over-charge is refunded; under-charge becomes debt that
-/// later admissions pay. In observe and shadow mode (`charged == 0`) the
-/// actual WAL is accounted the same way, so the bucket tracks what
-/// enforcement would have seen.
+/// Settles a statement in the bucket its [`Ledger`] names: `charged` bytes
+/// were taken up front, `actual` bytes were written. Over-charge is refunded;
+/// under-charge becomes debt that later admissions pay. For the shadow copy
+/// (`charged == 0`) the whole measured WAL becomes debt, as it would have
+/// under enforcement.
 pub fn reconcile(
     bucket: &mut TokenBucket,
     limits: BucketLimits,
@@ -226,6 +248,33 @@ mod tests {
         rate_per_sec: 1000,
         burst: 4000,
     };
+
+    #[test]
+    fn only_enforcing_modes_touch_the_policy_bucket() {
+        assert_eq!(Ledger::for_mode(Mode::Queue), Ledger::Enforcement);
+        assert_eq!(Ledger::for_mode(Mode::Reject), Ledger::Enforcement);
+        assert_eq!(Ledger::for_mode(Mode::Shadow), Ledger::Shadow);
+        assert_eq!(Ledger::for_mode(Mode::Observe), Ledger::None);
+        assert_eq!(Ledger::for_mode(Mode::Off), Ledger::None);
+    }
+
+    #[test]
+    fn shadow_copy_drains_with_measured_wal_and_then_would_reject() {
+        let mut shadow = TokenBucket::full(LIMITS, 0);
+        assert_eq!(
+            admit(Mode::Shadow, &mut shadow, LIMITS, 1000, 0),
+            admit_free(Reason::ShadowMode)
+        );
+        reconcile(&mut shadow, LIMITS, 0, 4000);
+        assert_eq!(
+            admit(Mode::Shadow, &mut shadow, LIMITS, 1000, 0),
+            Admission::Admit {
+                charged: 0,
+                kind: DecisionKind::WouldReject,
+                reason: Reason::BudgetExceeded
+            }
+        );
+    }
 
     #[test]
     fn observe_never_charges_or_refuses() {

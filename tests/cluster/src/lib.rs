@@ -26,6 +26,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -354,7 +355,8 @@ pub fn sqlstate(error: &PgError) -> Option<&str> {
 }
 
 fn is_root() -> bool {
-    run_checked(Command::new("id").arg("-u")).trim() == "0"
+    static IS_ROOT: OnceLock<bool> = OnceLock::new();
+    *IS_ROOT.get_or_init(|| run_checked(Command::new("id").arg("-u")).trim() == "0")
 }
 
 fn server_user() -> String {

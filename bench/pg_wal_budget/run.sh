@@ -4,19 +4,23 @@
 #      configurations: no extension, pg_wal_budget with an observe policy
 #      matching the pgbench role, pg_stat_statements alone (reference).
 #   2. enforcement (run first): queue policy 1 MB/s, 4 MB burst, 4 writers
-#      flooding inserts.
+#      flooding inserts; the rate over a 60 s window after the burst is spent,
+#      and over the whole run.
 #   3. shared memory from pg_shmem_allocations at default capacities.
 # Prediction error: tests/workloads/calibration_summary.sql.
 # Usage: bench/pg_wal_budget/run.sh  (env: PG, ROUNDS, SECONDS_PER_RUN, CLIENTS,
-#        SCALE, FLOOD_SECONDS). Needs pg_wal_budget installed into that PostgreSQL.
+#        SCALE, FLOOD_SECONDS, WARMUP_SECONDS). Needs pg_wal_budget installed into
+#        that PostgreSQL; for the recorded numbers, a release build:
+#        (cd extensions/pg_wal_budget && cargo pgrx install --release \
+#           --no-default-features --features pg15 --pg-config "$(pg_config of PG)")
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$REPO_ROOT/scripts/lib.sh"
 unset RUST_BACKTRACE
 PG="${PG:-15}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
-CLIENTS="${CLIENTS:-4}"
+CLIENTS="${CLIENTS:-2 4 8}"
 SCALE="${SCALE:-10}"
 FLOOD_SECONDS="${FLOOD_SECONDS:-60}"
 DIR="${BENCH_DIR:-/tmp/pwb-bench}"
@@ -43,29 +47,45 @@ psql_ -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER" -c "CREATE DATABASE ben
 psql_ -d bench -c "CREATE EXTENSION pg_wal_budget" -c "CREATE EXTENSION pg_stat_statements"
 pgbench_ -U bench -i -q -s "$SCALE" bench >/dev/null 2>&1
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $("$BIN/postgres" --version | awk '{print $3}')"
-echo "pgbench: scale $SCALE, $CLIENTS clients, $SECONDS_PER_RUN s per run, $ROUNDS rounds, configurations interleaved"
+echo "pgbench: scale $SCALE, clients $CLIENTS, $SECONDS_PER_RUN s per run, $ROUNDS rounds, configurations interleaved in rotated order"
 
 # Enforcement: 4 writers under one queue policy of 1 MB/s, 4 MB burst.
 # Runs first, on a freshly vacuumed and checkpointed database, so background
 # WAL (autovacuum after the tpcb rounds, full-page images) stays out of the
-# measurement.
+# measurement. The bucket starts full, so the writers first spend the 4 MB
+# burst; the measured window of FLOOD_SECONDS starts after WARMUP_SECONDS,
+# once it is spent. The whole run, burst included, is reported too.
+WARMUP_SECONDS="${WARMUP_SECONDS:-8}"
 psql_ -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT"
 psql_ -d bench -c "DELETE FROM pwb.policy" \
     -c "CREATE ROLE flood LOGIN" \
-    -c "CREATE TABLE flood (w int, payload text)" -c "GRANT INSERT ON flood TO flood"
-policy=$(psql_ -d bench -At -c "SELECT pwb.create_policy('role', 'flood', 1048576, 4194304, 'queue')")
+    -c "CREATE TABLE flood (w int, at timestamptz DEFAULT clock_timestamp(), payload text)" \
+    -c "GRANT INSERT ON flood TO flood"
+psql_ -d bench -At -c "SELECT pwb.create_policy('role', 'flood', 1048576, 4194304, 'queue')" >/dev/null
 cat > "$DIR/flood.sql" <<'SQL'
 INSERT INTO flood (w, payload) SELECT :client_id, repeat('x', 100) FROM generate_series(1, 20);
 SQL
 chmod 644 "$DIR/flood.sql"
-start_lsn=$(psql_ -d bench -At -c "SELECT pg_current_wal_lsn()")
-pgbench_ -U flood -n -f "$DIR/flood.sql" -c 4 -j 4 -T "$FLOOD_SECONDS" bench >/dev/null 2>&1 || true
-end_lsn=$(psql_ -d bench -At -c "SELECT pg_current_wal_lsn()")
-psql_ -d bench -At -F ' ' -c "SELECT 'enforcement wal_bytes=' || pg_wal_lsn_diff('$end_lsn', '$start_lsn')::bigint
-        || ' seconds=$FLOOD_SECONDS rate_bytes_per_sec=' || round(pg_wal_lsn_diff('$end_lsn', '$start_lsn') / $FLOOD_SECONDS)
-        || ' rate_without_initial_burst=' || round((pg_wal_lsn_diff('$end_lsn', '$start_lsn') - 4194304) / $FLOOD_SECONDS)"
-psql_ -d bench -At -c "SELECT 'enforcement writer=' || w || ' rows=' || count(*) || ' share=' ||
-        round(count(*)::numeric / sum(count(*)) OVER (), 3) FROM flood GROUP BY w ORDER BY w"
+lsn() { psql_ -d bench -At -c "SELECT pg_current_wal_lsn() || ' ' || clock_timestamp()"; }
+read -r run_lsn _ _ <<<"$(lsn)"
+pgbench_ -U flood -n -f "$DIR/flood.sql" -c 4 -j 4 -T "$((WARMUP_SECONDS + FLOOD_SECONDS + 2))" bench >/dev/null 2>&1 &
+flood_pid=$!
+sleep "$WARMUP_SECONDS"
+read -r start_lsn start_date start_time <<<"$(lsn)"
+sleep "$FLOOD_SECONDS"
+read -r end_lsn end_date end_time <<<"$(lsn)"
+wait "$flood_pid" || true
+read -r final_lsn _ _ <<<"$(lsn)"
+run_seconds=$((WARMUP_SECONDS + FLOOD_SECONDS + 2))
+psql_ -d bench -At -c "SELECT 'enforcement window_seconds=$FLOOD_SECONDS wal_bytes=' || pg_wal_lsn_diff('$end_lsn', '$start_lsn')::bigint
+        || ' rate_bytes_per_sec=' || round(pg_wal_lsn_diff('$end_lsn', '$start_lsn') / $FLOOD_SECONDS)
+        || ' ratio_to_target=' || round(pg_wal_lsn_diff('$end_lsn', '$start_lsn') / $FLOOD_SECONDS / 1048576.0, 4)"
+psql_ -d bench -At -c "SELECT 'enforcement whole_run_seconds=$run_seconds wal_bytes=' || pg_wal_lsn_diff('$final_lsn', '$run_lsn')::bigint
+        || ' rate_bytes_per_sec=' || round(pg_wal_lsn_diff('$final_lsn', '$run_lsn') / $run_seconds)
+        || ' expected_with_burst=' || round((4194304 + 1048576.0 * $run_seconds) / $run_seconds)"
+psql_ -d bench -At -c "SELECT 'enforcement writer=' || w || ' rows_in_window=' || count(*) || ' share=' ||
+        round(count(*)::numeric / sum(count(*)) OVER (), 3) FROM flood
+        WHERE at >= '$start_date $start_time' AND at < '$end_date $end_time' GROUP BY w ORDER BY w"
 psql_ -d bench -At -c "SELECT 'enforcement counters accepted=' || accepted_statements || ' rejected=' || rejected_statements
         || ' debt=' || scope_debt_bytes FROM pwb.counters()"
 psql_ -d bench -At -c "SELECT 'enforcement queued_decisions_in_ring=' || count(*) FROM pwb.recent_decisions(100000) WHERE decision_kind = 'queued'"
@@ -73,19 +93,46 @@ psql_ -d bench -At -c "SELECT 'enforcement queued_decisions_in_ring=' || count(*
 psql_ -d bench -c "DELETE FROM pwb.policy"
 psql_ -d bench -c "SELECT pwb.create_policy('role', 'bench', 1073741824, 1073741824, 'observe')" >/dev/null
 
+# Overhead: every round runs the three configurations, in an order rotated
+# from round to round so none always follows another; each configuration
+# starts from a restart, a vacuumed and checkpointed database and a short
+# unrecorded warm-up, so table growth and checkpoints do not favour one.
+CONFIGS=(none pwb_observe pgss)
 declare -A PRELOAD=([none]="" [pwb_observe]="pg_wal_budget" [pgss]="pg_stat_statements")
+RESULTS="$DIR/overhead.txt"
+: >"$RESULTS"
 for round in $(seq 1 "$ROUNDS"); do
-    for config in none pwb_observe pgss; do
+    for i in 0 1 2; do
+        config="${CONFIGS[$(((round + i) % 3))]}"
         set_preload "${PRELOAD[$config]}"
         restart
-        for mode in select_only tpcb; do
-            flag=""; [[ $mode == select_only ]] && flag="-S"
-            tps=$(pgbench_ -U bench $flag -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -n bench 2>/dev/null |
-                awk '/^tps = / {print $3; exit}')
-            echo "overhead round=$round config=$config mode=$mode tps=$tps"
+        psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
+        pgbench_ -U bench -S -c 2 -j 2 -T 3 -n bench >/dev/null 2>&1
+        for clients in $CLIENTS; do
+            for mode in select_only tpcb; do
+                flag=""; [[ $mode == select_only ]] && flag="-S"
+                tps=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -n bench 2>/dev/null |
+                    awk '/^tps = / {print $3; exit}')
+                echo "overhead round=$round config=$config mode=$mode clients=$clients tps=$tps" | tee -a "$RESULTS"
+            done
         done
     done
 done
+# Per workload and client count: the geometric mean over rounds of each
+# configuration's TPS divided by the no-extension TPS of the same round.
+awk '{
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    key = f["mode"] " clients=" f["clients"]
+    tps[key, f["config"], f["round"]] = f["tps"]; keys[key] = 1; rounds[f["round"]] = 1
+} END {
+    for (key in keys) for (c = 1; c <= 2; c++) {
+        config = (c == 1) ? "pwb_observe" : "pgss"; sum = 0; n = 0
+        for (r in rounds) if (tps[key, "none", r] > 0 && tps[key, config, r] > 0) {
+            sum += log(tps[key, config, r] / tps[key, "none", r]); n++
+        }
+        if (n) printf "overhead summary mode=%s config=%s rounds=%d paired_ratio=%.4f\n", key, config, n, exp(sum / n)
+    }
+}' "$RESULTS" | sort
 
 # Shared memory at default capacities.
 set_preload "pg_wal_budget"

@@ -2,10 +2,12 @@
 //! and this backend's copy of its database's policies.
 use crate::flow::{Entry, Matched};
 use crate::wal;
+use governance::budget::admission::Ledger;
 use governance::budget::policy::{self, Mode, PolicyKey};
 use governance::budget::scope::{Scope, ScopeContext, ScopeKind};
 use pgrx::pg_sys;
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// One policy row as this backend knows it.
 #[derive(Debug, Clone)]
@@ -24,8 +26,33 @@ struct State {
     loaded_db: u32,
     role: Option<(pg_sys::Oid, String)>,
     database: Option<String>,
+    /// Bumped whenever the tenant or the loaded policies change, so a cached
+    /// [`Resolution`] knows it is stale.
+    inputs_epoch: u64,
+    resolution: Option<Rc<Resolution>>,
     /// Set while this backend runs its own internal queries.
     internal: bool,
+    tail: Option<Tail>,
+}
+
+/// Where the WAL written after the last governed statement of a transaction
+/// is charged when the transaction ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Tail {
+    /// (slot index, policy id) of the policy that governed the statement.
+    pub policy: (usize, i32),
+    pub dboid: u32,
+    pub ledger: Ledger,
+    /// The backend's WAL counter when that statement was settled.
+    pub wal_mark: u64,
+}
+
+pub fn set_tail(tail: Tail) {
+    STATE.with_borrow_mut(|s| s.tail = Some(tail));
+}
+
+pub fn take_tail() -> Option<Tail> {
+    STATE.with_borrow_mut(|s| s.tail.take())
 }
 
 thread_local! {
@@ -33,7 +60,10 @@ thread_local! {
 }
 
 pub fn set_tenant(tenant: Option<String>) {
-    STATE.with_borrow_mut(|s| s.tenant = tenant);
+    STATE.with_borrow_mut(|s| {
+        s.tenant = tenant;
+        s.inputs_epoch += 1;
+    });
 }
 
 pub fn tenant() -> Option<String> {
@@ -115,46 +145,83 @@ pub fn install_policies(policies: Vec<CachedPolicy>, generation: u64, dboid: u32
         s.policies = policies;
         s.loaded_generation = generation;
         s.loaded_db = dboid;
+        s.inputs_epoch += 1;
     });
 }
 
-/// The statement's scopes in classification order.
-pub fn classify(composite: bool) -> Vec<Scope> {
+/// Where a statement comes from and which policy governs it.
+#[derive(Debug)]
+pub struct Resolution {
+    /// The statement's primary scope (the first in classification order).
+    pub primary: Option<Scope>,
+    pub matched: Option<Matched>,
+    // The inputs it was computed from.
+    inputs_epoch: u64,
+    role_oid: pg_sys::Oid,
+    application: Option<String>,
+    composite: bool,
+}
+
+/// The current statement's [`Resolution`]. Classifying and matching
+/// allocate, so the result is reused until an input changes: the role, the
+/// tenant, application_name, `pwb.composite_scope_enabled` or the loaded
+/// policies. A stream of statements from one session then costs a few
+/// comparisons each.
+pub fn resolve(composite: bool) -> Rc<Resolution> {
     let role_oid = wal::current_user_oid();
-    let ctx = STATE.with_borrow_mut(|s| {
+    let cached = STATE.with_borrow(|s| {
+        s.resolution
+            .as_ref()
+            .filter(|r| {
+                r.inputs_epoch == s.inputs_epoch
+                    && r.role_oid == role_oid
+                    && r.composite == composite
+                    && wal::application_name_is(r.application.as_deref())
+            })
+            .cloned()
+    });
+    if let Some(resolution) = cached {
+        return resolution;
+    }
+    let application = wal::application_name();
+    STATE.with_borrow_mut(|s| {
         if s.role.as_ref().is_none_or(|(oid, _)| *oid != role_oid) {
             s.role = wal::role_name(role_oid).map(|n| (role_oid, n));
         }
         if s.database.is_none() {
             s.database = wal::database_name();
         }
-        ScopeContext {
+        let context = ScopeContext {
             tenant: s.tenant.clone(),
             role: s.role.as_ref().map(|(_, n)| n.clone()),
             database: s.database.clone(),
-            application: wal::application_name(),
-        }
-    });
-    ctx.classify(composite)
+            application: application.clone(),
+        };
+        let scopes = context.classify(composite);
+        let resolution = Rc::new(Resolution {
+            matched: match_policy(&s.policies, &scopes),
+            primary: scopes.into_iter().next(),
+            inputs_epoch: s.inputs_epoch,
+            role_oid,
+            application,
+            composite,
+        });
+        s.resolution = Some(Rc::clone(&resolution));
+        resolution
+    })
 }
 
-/// The governing policy for `scopes` among this backend's cached policies.
-pub fn match_policy(scopes: &[Scope]) -> Option<Matched> {
-    STATE.with_borrow(|s| {
-        let keys: Vec<PolicyKey> = s.policies.iter().map(|p| p.key).collect();
-        let (key, _) = policy::match_policy(keys.iter(), scopes)?;
-        let cached = s
-            .policies
-            .iter()
-            .find(|p| p.key.policy_id == key.policy_id)?;
-        Some(Matched {
-            policy_id: key.policy_id,
-            mode: key.mode,
-            scope_kind: key.scope_kind,
-            scope_value: cached.scope_value.clone(),
-            scope_hash: key.scope_hash,
-            slot: cached.slot,
-        })
+/// The governing policy for `scopes` among `policies`.
+fn match_policy(policies: &[CachedPolicy], scopes: &[Scope]) -> Option<Matched> {
+    let (key, _) = policy::match_policy(policies.iter().map(|p| &p.key), scopes)?;
+    let cached = policies.iter().find(|p| p.key.policy_id == key.policy_id)?;
+    Some(Matched {
+        policy_id: key.policy_id,
+        mode: key.mode,
+        scope_kind: key.scope_kind,
+        scope_value: cached.scope_value.clone(),
+        scope_hash: key.scope_hash,
+        slot: cached.slot,
     })
 }
 

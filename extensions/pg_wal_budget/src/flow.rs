@@ -8,7 +8,6 @@ use governance::budget::admission::{self, Admission, DecisionKind, Ledger, Reaso
 use governance::budget::policy::Mode;
 use governance::budget::predict::{self, Profile, StatementClass};
 use governance::budget::scope::ScopeKind;
-use governance::token_bucket::BucketLimits;
 use pgrx::pg_sys;
 
 /// One admitted statement waiting for its end.
@@ -50,7 +49,7 @@ fn is_parallel_worker() -> bool {
 /// Admission for one top-level writing statement. May wait (queue mode) or
 /// raise an error (reject mode, or an internal failure with fail_open off).
 pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, marker: usize) {
-    let scopes = backend::classify(guc::composite_scope_enabled());
+    let composite = guc::composite_scope_enabled();
     let defaults = guc::prediction_defaults();
     let predictor = guc::predictor();
     let dboid = wal::database_oid();
@@ -61,15 +60,18 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
         // Re-resolved on every attempt, so a queued statement sees a policy
         // being switched, relaxed or disabled while it waits.
         policies::refresh_if_stale();
-        let matched = backend::match_policy(&scopes);
+        let resolution = backend::resolve(composite);
+        let matched = resolution.matched.as_ref();
+        // Profiles and telemetry are keyed by the governing policy's scope,
+        // or by the statement's primary scope when no policy matches.
         let (profile_scope_hash, profile_scope_kind, profile_scope_value) =
-            match (&matched, scopes.first()) {
-                (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.clone()),
-                (None, Some(p)) => (p.hash, p.kind, p.value.clone()),
-                (None, None) => (0, ScopeKind::Role, String::new()),
+            match (matched, resolution.primary.as_ref()) {
+                (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.as_str()),
+                (None, Some(p)) => (p.hash, p.kind, p.value.as_str()),
+                (None, None) => (0, ScopeKind::Role, ""),
             };
-        let now_us = wal::now_micros();
-        let now_ms = wal::now_epoch_ms();
+        let now = wal::now();
+        let (now_us, now_ms) = (now.micros, now.epoch_ms);
         let Some(mut shm) = shmem::lock() else {
             return;
         };
@@ -93,7 +95,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             && !shm.note_scope(
                 profile_scope_kind.code(),
                 profile_scope_hash,
-                &profile_scope_value,
+                profile_scope_value,
                 now_ms,
             )
         {
@@ -131,7 +133,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
         };
 
-        let Some(m) = matched.as_ref() else {
+        let Some(m) = matched else {
             shm.counters().accepted_statements += 1;
             entry.decision_seq = shm.push_decision(decision);
             drop(shm);
@@ -142,12 +144,9 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
         decision.policy_id = m.policy_id;
         decision.mode = m.mode.code();
 
-        let slot_index = m.slot.filter(|&i| {
-            let slots = shm.policies();
-            slots
-                .get(i)
-                .is_some_and(|s| s.used && s.dboid == dboid && s.policy_id == m.policy_id)
-        });
+        let slot_index = m
+            .slot
+            .filter(|&i| shm.policy_slot((i, m.policy_id), dboid).is_some());
         let Some(slot_index) = slot_index else {
             // The policy has no shared bucket: the bucket table is full.
             decision.decision_kind = DecisionKind::InternalErrorFailOpen.code();
@@ -169,18 +168,13 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
 
         let (rate, burst, admission, before, after) = {
             let slot = &mut shm.policies()[slot_index];
-            let limits = BucketLimits {
-                rate_per_sec: slot.rate,
-                burst: slot.burst,
-            };
-            let bucket = match Ledger::for_mode(m.mode) {
-                Ledger::Shadow => &mut slot.shadow_bucket,
-                Ledger::Enforcement | Ledger::None => &mut slot.bucket,
-            };
+            let limits = slot.limits();
+            let bucket = slot.bucket_mut(Ledger::for_mode(m.mode));
             bucket.refill(limits, now_us);
             let before = bucket.available();
             let admission = admission::admit(m.mode, bucket, limits, predicted, now_us);
-            (slot.rate, slot.burst, admission, before, bucket.available())
+            let after = bucket.available();
+            (limits.rate_per_sec, limits.burst, admission, before, after)
         };
         decision.available_before = clamp_i64(before);
         decision.available_after = clamp_i64(after);
@@ -259,16 +253,14 @@ pub fn end_statement(marker: usize) {
     let Some(entry) = backend::pop_if_top(marker) else {
         return;
     };
-    let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
-    settle(&entry, actual, true);
+    settle(&entry, wal::wal_bytes(), true);
 }
 
 /// Transaction abort: settle every open statement for the WAL it actually
 /// wrote, without learning from the partial run.
 pub fn abort_all() {
     for entry in backend::drain_all() {
-        let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
-        settle(&entry, actual, false);
+        settle(&entry, wal::wal_bytes(), false);
     }
 }
 
@@ -276,47 +268,66 @@ pub fn abort_all() {
 /// to its end) are settled; utility statements spanning commits stay open.
 pub fn commit() {
     for entry in backend::drain_executor_entries() {
-        let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
-        settle(&entry, actual, false);
+        settle(&entry, wal::wal_bytes(), false);
     }
 }
 
 /// Subtransaction abort: settle the statements opened inside it.
 pub fn abort_subxact(subxid: pg_sys::SubTransactionId) {
     for entry in backend::drain_from_subxact(subxid) {
-        let actual = wal::wal_bytes().saturating_sub(entry.wal_start);
-        settle(&entry, actual, false);
+        settle(&entry, wal::wal_bytes(), false);
     }
 }
 
-fn settle(entry: &Entry, actual: u64, completed: bool) {
+/// Transaction end (after its commit, abort or prepare record was written):
+/// the WAL written since the last governed statement settled, mostly that
+/// record, is charged as debt to the same policy bucket. Without it, a stream
+/// of small autocommit writes would exceed its rate by the size of its commit
+/// records.
+pub fn charge_transaction_tail() {
+    let Some(tail) = backend::take_tail() else {
+        return;
+    };
+    let written = wal::wal_bytes().saturating_sub(tail.wal_mark);
+    if written == 0 {
+        return;
+    }
+    let Some(mut shm) = shmem::lock() else {
+        return;
+    };
+    let debt_added = shm
+        .policy_slot(tail.policy, tail.dboid)
+        .and_then(|slot| slot.settle(tail.ledger, 0, written))
+        .map_or(0, |(r, _)| r.debt_added);
+    if tail.ledger == Ledger::Enforcement {
+        let c = shm.counters();
+        c.scope_debt_bytes = c.scope_debt_bytes.saturating_add(debt_added);
+    }
+}
+
+/// Settles one statement that ended (or was abandoned) when the backend's
+/// WAL counter stood at `wal_end`.
+fn settle(entry: &Entry, wal_end: u64, completed: bool) {
+    let actual = wal_end.saturating_sub(entry.wal_start);
     let Some(mut shm) = shmem::lock() else {
         return;
     };
     let mut after = None;
-    if let Some((index, policy_id)) = entry.policy
-        && let Some(slot) = shm.policies().get_mut(index)
-        && slot.used
-        && slot.dboid == entry.dboid
-        && slot.policy_id == policy_id
+    if let Some(policy) = entry.policy
+        && let Some(slot) = shm.policy_slot(policy, entry.dboid)
+        && let Some((r, available)) = slot.settle(entry.ledger, entry.charged, actual)
     {
-        let limits = BucketLimits {
-            rate_per_sec: slot.rate,
-            burst: slot.burst,
-        };
-        let bucket = match entry.ledger {
-            Ledger::Enforcement => Some(&mut slot.bucket),
-            Ledger::Shadow => Some(&mut slot.shadow_bucket),
-            Ledger::None => None,
-        };
-        if let Some(bucket) = bucket {
-            let r = admission::reconcile(bucket, limits, entry.charged, actual);
-            after = Some(bucket.available());
-            if entry.ledger == Ledger::Enforcement {
-                shm.counters().scope_debt_bytes =
-                    shm.counters().scope_debt_bytes.saturating_add(r.debt_added);
-            }
+        after = Some(available);
+        if entry.ledger == Ledger::Enforcement {
+            let c = shm.counters();
+            c.scope_debt_bytes = c.scope_debt_bytes.saturating_add(r.debt_added);
         }
+        backend::set_tail(backend::Tail {
+            policy,
+            dboid: entry.dboid,
+            ledger: entry.ledger,
+            wal_mark: wal_end,
+        });
     }
     let c = shm.counters();
     c.predicted_wal_bytes = c.predicted_wal_bytes.saturating_add(entry.predicted);

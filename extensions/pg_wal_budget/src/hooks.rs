@@ -236,12 +236,15 @@ unsafe extern "C-unwind" fn xact_callback(
     match event {
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             flow::abort_all();
+            flow::charge_transaction_tail();
             policies::at_transaction_end();
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             flow::commit();
+            flow::charge_transaction_tail();
             policies::at_transaction_end();
         }
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => flow::charge_transaction_tail(),
         _ => {}
     }
 }

@@ -6,7 +6,8 @@
 //! All `unsafe` for shared memory lives here: callers get a [`Locked`] guard
 //! that derefs to safe slices.
 use crate::guc;
-use governance::token_bucket::TokenBucket;
+use governance::budget::admission::{self, Ledger, Reconciled};
+use governance::token_bucket::{BucketLimits, TokenBucket};
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,6 +55,42 @@ pub struct PolicySlot {
     /// Shadow mode's copy: checked and charged as enforcement would be, so
     /// `would_reject` is meaningful, without touching `bucket`.
     pub shadow_bucket: TokenBucket,
+}
+
+impl PolicySlot {
+    pub fn limits(&self) -> BucketLimits {
+        BucketLimits {
+            rate_per_sec: self.rate,
+            burst: self.burst,
+        }
+    }
+
+    /// The bucket a ledger checks at admission: shadow mode's copy, or the
+    /// enforcement bucket (which observe mode only reads).
+    pub fn bucket_mut(&mut self, ledger: Ledger) -> &mut TokenBucket {
+        match ledger {
+            Ledger::Shadow => &mut self.shadow_bucket,
+            Ledger::Enforcement | Ledger::None => &mut self.bucket,
+        }
+    }
+
+    /// Settles `actual` measured bytes against `charged` up-front bytes in
+    /// the ledger's bucket; returns what happened and the bytes available
+    /// afterwards, or `None` for a ledger that charges nothing.
+    pub fn settle(
+        &mut self,
+        ledger: Ledger,
+        charged: u64,
+        actual: u64,
+    ) -> Option<(Reconciled, u64)> {
+        if ledger == Ledger::None {
+            return None;
+        }
+        let limits = self.limits();
+        let bucket = self.bucket_mut(ledger);
+        let reconciled = admission::reconcile(bucket, limits, charged, actual);
+        Some((reconciled, bucket.available()))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -309,6 +346,18 @@ impl Locked {
     pub fn policies(&mut self) -> &mut [PolicySlot] {
         let l = self.shared.layout;
         self.slice(l.buckets_off, l.caps.buckets)
+    }
+
+    /// The slot at `index` if it still holds `policy_id` of database `dboid`
+    /// (a backend's cached slot index can be stale after a reload).
+    pub fn policy_slot(
+        &mut self,
+        (index, policy_id): (usize, i32),
+        dboid: u32,
+    ) -> Option<&mut PolicySlot> {
+        self.policies()
+            .get_mut(index)
+            .filter(|s| s.used && s.dboid == dboid && s.policy_id == policy_id)
     }
 
     pub fn profiles(&mut self) -> &mut [ProfileSlot] {

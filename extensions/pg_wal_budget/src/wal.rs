@@ -12,17 +12,31 @@ pub fn wal_bytes() -> u64 {
     unsafe { (*std::ptr::addr_of!(pg_sys::pgWalUsage)).wal_bytes }
 }
 
-/// Microseconds since the PostgreSQL epoch, for bucket arithmetic.
-pub fn now_micros() -> u64 {
+/// One reading of the clock in the two units the flow needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Microseconds since the PostgreSQL epoch, for bucket arithmetic.
+    pub micros: u64,
+    /// Milliseconds since the Unix epoch, for telemetry.
+    pub epoch_ms: i64,
+}
+
+pub fn now() -> Now {
     // SAFETY: GetCurrentTimestamp only reads the clock.
     let ts = unsafe { pg_sys::GetCurrentTimestamp() };
-    u64::try_from(ts).unwrap_or(0)
+    Now {
+        micros: u64::try_from(ts).unwrap_or(0),
+        epoch_ms: (ts + PG_EPOCH_OFFSET_US) / 1000,
+    }
+}
+
+/// Microseconds since the PostgreSQL epoch, for bucket arithmetic.
+pub fn now_micros() -> u64 {
+    now().micros
 }
 
 pub fn now_epoch_ms() -> i64 {
-    // SAFETY: as above.
-    let ts = unsafe { pg_sys::GetCurrentTimestamp() };
-    (ts + PG_EPOCH_OFFSET_US) / 1000
+    now().epoch_ms
 }
 
 pub fn subxact_id() -> pg_sys::SubTransactionId {
@@ -65,6 +79,20 @@ pub fn database_name() -> Option<String> {
 pub fn application_name() -> Option<String> {
     // SAFETY: the GUC's current value, NULL or NUL-terminated.
     owned(unsafe { pg_sys::application_name })
+}
+
+/// Whether application_name still equals `value` (as [`application_name`]
+/// would return it), without allocating.
+pub fn application_name_is(value: Option<&str>) -> bool {
+    // SAFETY: the GUC's current value, NULL or NUL-terminated, read at once.
+    let ptr = unsafe { pg_sys::application_name };
+    let current = if ptr.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: non-null and NUL-terminated, as above.
+        unsafe { CStr::from_ptr(ptr) }.to_bytes()
+    };
+    current == value.unwrap_or("").as_bytes()
 }
 
 thread_local! {

@@ -152,6 +152,42 @@ fn reject_mode_refuses_with_53400_and_detail_then_admits_after_refill() {
 }
 
 #[test]
+fn commit_records_after_the_last_statement_are_charged_to_its_policy() {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    // Refill of 1 B/s is negligible for the few seconds the test runs.
+    let burst: i64 = 10_000_000;
+    let id = create_policy(
+        &mut admin,
+        &format!("SELECT pwb.create_policy('role', 'writer', 1, {burst}, 'reject')"),
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let commits: i64 = 50;
+    for _ in 0..commits {
+        writer
+            .execute("INSERT INTO t (payload) VALUES ('y')", &[])
+            .unwrap();
+    }
+    let statements_wal: i64 = admin
+        .query_one(
+            "SELECT sum(actual_wal_bytes)::bigint FROM pwb.recent_decisions(1000) WHERE policy_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    let (avail, debt) = available(&mut admin, id);
+    assert_eq!(debt, 0);
+    // Each autocommit statement is followed by a commit record (at least a
+    // 24-byte record header plus its body) that no statement measured.
+    let tail = burst - avail - statements_wal;
+    assert!(
+        tail >= commits * 32 && tail <= commits * 200,
+        "charged beyond the statements: {tail} bytes for {commits} commits"
+    );
+}
+
+#[test]
 fn queued_statement_waits_visibly_and_runs_when_budget_refills() {
     let cluster = budget_cluster();
     let mut admin = cluster.connect();

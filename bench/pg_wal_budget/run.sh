@@ -9,7 +9,7 @@
 #   3. shared memory from pg_shmem_allocations at default capacities.
 # Prediction error: tests/workloads/calibration_summary.sql.
 # Usage: bench/pg_wal_budget/run.sh  (env: PG, ROUNDS, SECONDS_PER_RUN, CLIENTS,
-#        SCALE, FLOOD_SECONDS, WARMUP_SECONDS). Needs pg_wal_budget installed into
+#        SCALE, MODES, FLOOD_SECONDS, WARMUP_SECONDS). Needs pg_wal_budget installed into
 #        that PostgreSQL; for the recorded numbers, a release build:
 #        (cd extensions/pg_wal_budget && cargo pgrx install --release \
 #           --no-default-features --features pg15 --pg-config "$(pg_config of PG)")
@@ -21,6 +21,7 @@ PG="${PG:-15}"
 ROUNDS="${ROUNDS:-5}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 CLIENTS="${CLIENTS:-2 4 8}"
+MODES="${MODES:-select_only tpcb}"
 SCALE="${SCALE:-10}"
 FLOOD_SECONDS="${FLOOD_SECONDS:-60}"
 DIR="${BENCH_DIR:-/tmp/pwb-bench}"
@@ -52,14 +53,16 @@ echo "pgbench: scale $SCALE, clients $CLIENTS, $SECONDS_PER_RUN s per run, $ROUN
 # Enforcement: 4 writers under one queue policy of 1 MB/s, 4 MB burst.
 # Runs first, on a freshly vacuumed and checkpointed database, so background
 # WAL (autovacuum after the tpcb rounds, full-page images) stays out of the
-# measurement. The bucket starts full, so the writers first spend the 4 MB
+# measurement; autovacuum is off for the flooded table, whose vacuum WAL is
+# the server's, not the writers'. The bucket starts full, so the writers first spend the 4 MB
 # burst; the measured window of FLOOD_SECONDS starts after WARMUP_SECONDS,
 # once it is spent. The whole run, burst included, is reported too.
 WARMUP_SECONDS="${WARMUP_SECONDS:-8}"
 psql_ -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT"
 psql_ -d bench -c "DELETE FROM pwb.policy" \
     -c "CREATE ROLE flood LOGIN" \
-    -c "CREATE TABLE flood (w int, at timestamptz DEFAULT clock_timestamp(), payload text)" \
+    -c "CREATE TABLE flood (w int, at timestamptz DEFAULT clock_timestamp(), payload text)
+        WITH (autovacuum_enabled = off)" \
     -c "GRANT INSERT ON flood TO flood"
 psql_ -d bench -At -c "SELECT pwb.create_policy('role', 'flood', 1048576, 4194304, 'queue')" >/dev/null
 cat > "$DIR/flood.sql" <<'SQL'
@@ -90,7 +93,7 @@ psql_ -d bench -At -c "SELECT 'enforcement counters accepted=' || accepted_state
         || ' debt=' || scope_debt_bytes FROM pwb.counters()"
 psql_ -d bench -At -c "SELECT 'enforcement queued_decisions_in_ring=' || count(*) FROM pwb.recent_decisions(100000) WHERE decision_kind = 'queued'"
 
-psql_ -d bench -c "DELETE FROM pwb.policy"
+psql_ -d bench -c "DELETE FROM pwb.policy" -c "DROP TABLE flood" -c "CHECKPOINT"
 psql_ -d bench -c "SELECT pwb.create_policy('role', 'bench', 1073741824, 1073741824, 'observe')" >/dev/null
 
 # Overhead: every round runs the three configurations, in an order rotated
@@ -109,7 +112,7 @@ for round in $(seq 1 "$ROUNDS"); do
         psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
         pgbench_ -U bench -S -c 2 -j 2 -T 3 -n bench >/dev/null 2>&1
         for clients in $CLIENTS; do
-            for mode in select_only tpcb; do
+            for mode in $MODES; do
                 flag=""; [[ $mode == select_only ]] && flag="-S"
                 tps=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -n bench 2>/dev/null |
                     awk '/^tps = / {print $3; exit}')

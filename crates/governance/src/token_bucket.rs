@@ -105,7 +105,10 @@ impl TokenBucket {
         }
         let missing = u128::from(amount - amount.min(self.available)) + u128::from(self.debt);
         let rate = u128::from(limits.rate_per_sec.max(1));
-        let wait = (missing * MICROS_PER_SEC).div_ceil(rate);
+        // The fraction of a token already earned (`remainder`) shortens the wait.
+        let wait = (missing * MICROS_PER_SEC)
+            .saturating_sub(u128::from(self.remainder))
+            .div_ceil(rate);
         Err(ChargeRefusal::Insufficient {
             wait_micros: u64::try_from(wait).unwrap_or(u64::MAX),
         })
@@ -175,6 +178,26 @@ mod tests {
             bucket.refill(limits, ms * 1000);
         }
         assert_eq!(bucket.available(), 3);
+    }
+
+    #[test]
+    fn the_wait_counts_the_fraction_already_earned() {
+        let limits = BucketLimits {
+            rate_per_sec: 3,
+            burst: 100,
+        };
+        let mut bucket = TokenBucket::full(limits, 0);
+        bucket.try_charge(limits, 100, 0).unwrap();
+        // After 0.2 s, 0.6 of a token is earned: the first token is 0.4/3 s
+        // (133,334 µs) away, not a whole 1/3 s.
+        bucket.refill(limits, 200_000);
+        assert_eq!(bucket.available(), 0);
+        let Err(ChargeRefusal::Insufficient { wait_micros }) = bucket.check(limits, 1) else {
+            panic!("one token is missing");
+        };
+        assert_eq!(wait_micros, 133_334);
+        bucket.refill(limits, 200_000 + wait_micros);
+        assert_eq!(bucket.check(limits, 1), Ok(()));
     }
 
     #[test]

@@ -162,6 +162,18 @@ pub struct Resolution {
     composite: bool,
 }
 
+impl Resolution {
+    /// The scope profiles and telemetry are keyed by: the governing policy's
+    /// scope, else the statement's primary scope (hash 0 when there is none).
+    pub fn profile_scope(&self) -> (i64, ScopeKind, &str) {
+        match (&self.matched, &self.primary) {
+            (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.as_str()),
+            (None, Some(p)) => (p.hash, p.kind, p.value.as_str()),
+            (None, None) => (0, ScopeKind::Role, ""),
+        }
+    }
+}
+
 /// The current statement's [`Resolution`]. Classifying and matching
 /// allocate, so the result is reused until an input changes: the role, the
 /// tenant, application_name, `pwb.composite_scope_enabled` or the loaded

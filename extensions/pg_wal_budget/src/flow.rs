@@ -6,9 +6,10 @@
 use crate::{backend, errors, guc, policies, shmem, wal};
 use governance::budget::admission::{self, Admission, DecisionKind, Ledger, Reason};
 use governance::budget::policy::Mode;
-use governance::budget::predict::{self, Profile, StatementClass};
+use governance::budget::predict::{self, Predictor, Profile, StatementClass};
 use governance::budget::scope::ScopeKind;
 use pgrx::pg_sys;
+use std::rc::Rc;
 
 /// One admitted statement waiting for its end.
 #[derive(Debug, Clone)]
@@ -27,9 +28,20 @@ pub struct Entry {
     pub profile_scope: i64,
     pub query_id: i64,
     pub decision_seq: u64,
+    /// Set for a statement admitted without touching shared state (observe
+    /// mode, or no policy): its decision is written when it is settled.
+    pub deferred: Option<Deferred>,
     /// Opened by ProcessUtility: may span internal commits (VACUUM, CREATE
     /// INDEX CONCURRENTLY), so it survives transaction commit.
     pub utility: bool,
+}
+
+/// The decision of a statement that charges nothing, and the scope it is
+/// recorded under, kept until the statement is settled.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub decision: shmem::DecisionSlot,
+    pub resolution: Rc<backend::Resolution>,
 }
 
 /// Whether a statement of this shape should be governed at all: cheap checks
@@ -50,8 +62,6 @@ fn is_parallel_worker() -> bool {
 /// raise an error (reject mode, or an internal failure with fail_open off).
 pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, marker: usize) {
     let composite = guc::composite_scope_enabled();
-    let defaults = guc::prediction_defaults();
-    let predictor = guc::predictor();
     let dboid = wal::database_oid();
     let mut queued_recorded = false;
     let mut was_queued = false;
@@ -62,45 +72,10 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
         policies::refresh_if_stale();
         let resolution = backend::resolve(composite);
         let matched = resolution.matched.as_ref();
-        // Profiles and telemetry are keyed by the governing policy's scope,
-        // or by the statement's primary scope when no policy matches.
         let (profile_scope_hash, profile_scope_kind, profile_scope_value) =
-            match (matched, resolution.primary.as_ref()) {
-                (Some(m), _) => (m.scope_hash, m.scope_kind, m.scope_value.as_str()),
-                (None, Some(p)) => (p.hash, p.kind, p.value.as_str()),
-                (None, None) => (0, ScopeKind::Role, ""),
-            };
+            resolution.profile_scope();
         let now = wal::now();
         let (now_us, now_ms) = (now.micros, now.epoch_ms);
-        let Some(mut shm) = shmem::lock() else {
-            return;
-        };
-        let (scope_profile, global_profile) = if query_id != 0 {
-            (
-                shm.profile(profile_scope_hash, query_id, false)
-                    .map(|p| to_profile(p)),
-                shm.profile(0, query_id, false).map(|p| to_profile(p)),
-            )
-        } else {
-            (None, None)
-        };
-        let (predicted, _) = predict::predict(
-            predictor,
-            class,
-            scope_profile.as_ref(),
-            global_profile.as_ref(),
-            defaults,
-        );
-        if profile_scope_hash != 0
-            && !shm.note_scope(
-                profile_scope_kind.code(),
-                profile_scope_hash,
-                profile_scope_value,
-                now_ms,
-            )
-        {
-            shm.counters().scope_name_drop_count += 1;
-        }
         let mut decision = shmem::DecisionSlot {
             seq: 0,
             timestamp_epoch_ms: now_ms,
@@ -113,7 +88,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             scope_hash: profile_scope_hash,
             query_id,
             query_hash,
-            predicted_wal_bytes: clamp_i64(predicted),
+            predicted_wal_bytes: 0,
             actual_wal_bytes: -1,
             available_before: -1,
             available_after: -1,
@@ -122,7 +97,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             marker,
             subxid: wal::subxact_id(),
             wal_start: 0,
-            predicted,
+            predicted: 0,
             charged: 0,
             ledger: Ledger::None,
             policy: None,
@@ -130,9 +105,71 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             profile_scope: profile_scope_hash,
             query_id,
             decision_seq: 0,
+            deferred: None,
             utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
         };
+        if let Some(m) = matched {
+            decision.policy_id = m.policy_id;
+            decision.mode = m.mode.code();
+        }
 
+        // Observe mode and unmatched statements charge nothing: they predict
+        // under a shared lock, and everything they record is written once,
+        // at settle. (A stale bucket slot takes the exclusive path below,
+        // which handles it.)
+        if matched.is_none_or(|m| Ledger::for_mode(m.mode) == Ledger::None) {
+            let Some(shm) = shmem::lock_shared() else {
+                return;
+            };
+            let slot_ok = matched.is_none_or(|m| {
+                m.slot
+                    .is_some_and(|i| shm.has_policy_slot((i, m.policy_id), dboid))
+            });
+            if slot_ok {
+                let predicted = predict_statement(
+                    |scope| shm.profile(scope, query_id).map(|p| to_profile(&p)),
+                    profile_scope_hash,
+                    query_id,
+                    class,
+                );
+                drop(shm);
+                if let Some(m) = matched {
+                    decision.reason = Reason::ObserveMode.code();
+                    entry.policy = m.slot.map(|i| (i, m.policy_id));
+                }
+                decision.predicted_wal_bytes = clamp_i64(predicted);
+                entry.predicted = predicted;
+                entry.deferred = Some(Deferred {
+                    decision,
+                    resolution: Rc::clone(&resolution),
+                });
+                entry.wal_start = wal::wal_bytes();
+                backend::push(entry);
+                return;
+            }
+        }
+
+        let Some(mut shm) = shmem::lock() else {
+            return;
+        };
+        let predicted = predict_statement(
+            |scope| shm.profile(scope, query_id, false).map(|p| to_profile(p)),
+            profile_scope_hash,
+            query_id,
+            class,
+        );
+        decision.predicted_wal_bytes = clamp_i64(predicted);
+        entry.predicted = predicted;
+        if profile_scope_hash != 0
+            && !shm.note_scope(
+                profile_scope_kind.code(),
+                profile_scope_hash,
+                profile_scope_value,
+                now_ms,
+            )
+        {
+            shm.counters().scope_name_drop_count += 1;
+        }
         let Some(m) = matched else {
             shm.counters().accepted_statements += 1;
             entry.decision_seq = shm.push_decision(decision);
@@ -141,8 +178,6 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             backend::push(entry);
             return;
         };
-        decision.policy_id = m.policy_id;
-        decision.mode = m.mode.code();
 
         let slot_index = m
             .slot
@@ -235,6 +270,35 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
     }
 }
 
+/// Predicts a statement's WAL from `profile(scope_hash)`, the profile of
+/// (scope, this query id): the statement's scope first, the global profile
+/// (scope 0) only when the scope has none, no lookup at all without a query
+/// id or with the class-fallback predictor.
+fn predict_statement(
+    mut profile: impl FnMut(i64) -> Option<Profile>,
+    scope_hash: i64,
+    query_id: i64,
+    class: StatementClass,
+) -> u64 {
+    let predictor = guc::predictor();
+    let wants_profiles = query_id != 0 && predictor == Predictor::ProfileEwma;
+    let scope_profile = wants_profiles
+        .then(|| profile(scope_hash))
+        .flatten()
+        .filter(|p| p.calls > 0);
+    let global_profile = (wants_profiles && scope_profile.is_none())
+        .then(|| profile(0))
+        .flatten();
+    let (predicted, _) = predict::predict(
+        predictor,
+        class,
+        scope_profile.as_ref(),
+        global_profile.as_ref(),
+        guc::prediction_defaults(),
+    );
+    predicted
+}
+
 fn to_profile(p: &shmem::ProfileSlot) -> Profile {
     Profile {
         calls: p.calls,
@@ -312,6 +376,10 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
     let Some(mut shm) = shmem::lock() else {
         return;
     };
+    let now = wal::now();
+    if let Some(deferred) = &entry.deferred {
+        record_deferred(&mut shm, entry, deferred, actual, now);
+    }
     let mut after = None;
     if let Some(policy) = entry.policy
         && let Some(slot) = shm.policy_slot(policy, entry.dboid)
@@ -338,7 +406,9 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
     if !completed && entry.charged > 0 {
         c.aborted_after_charge_count += 1;
     }
-    if let Some(d) = shm.decision_mut(entry.decision_seq) {
+    if entry.deferred.is_none()
+        && let Some(d) = shm.decision_mut(entry.decision_seq)
+    {
         d.actual_wal_bytes = clamp_i64(actual);
         if let Some(a) = after {
             d.available_after = clamp_i64(a);
@@ -346,7 +416,7 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
     }
     if completed && entry.query_id != 0 {
         let alpha = guc::profile_ewma_alpha();
-        let now_ms = wal::now_epoch_ms();
+        let now_ms = now.epoch_ms;
         for scope in [entry.profile_scope, 0] {
             if let Some(p) = shm.profile(scope, entry.query_id, true) {
                 let mut profile = to_profile(p);
@@ -362,6 +432,35 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
             }
         }
     }
+}
+
+/// Writes what an observe-mode or unmatched statement deferred: its scope,
+/// its count, and its decision, complete with the measured WAL and (under an
+/// observe policy) the bucket it would have been checked against.
+fn record_deferred(
+    shm: &mut shmem::Locked,
+    entry: &Entry,
+    deferred: &Deferred,
+    actual: u64,
+    now: wal::Now,
+) {
+    let (scope_hash, scope_kind, scope_value) = deferred.resolution.profile_scope();
+    if scope_hash != 0 && !shm.note_scope(scope_kind.code(), scope_hash, scope_value, now.epoch_ms)
+    {
+        shm.counters().scope_name_drop_count += 1;
+    }
+    shm.counters().accepted_statements += 1;
+    let mut decision = deferred.decision;
+    decision.actual_wal_bytes = clamp_i64(actual);
+    if let Some(policy) = entry.policy
+        && let Some(slot) = shm.policy_slot(policy, entry.dboid)
+    {
+        let limits = slot.limits();
+        slot.bucket.refill(limits, now.micros);
+        decision.available_before = clamp_i64(slot.bucket.available());
+        decision.available_after = decision.available_before;
+    }
+    shm.push_decision(decision);
 }
 
 /// A policy as matched for one statement.

@@ -58,6 +58,10 @@ pub struct PolicySlot {
 }
 
 impl PolicySlot {
+    fn holds(&self, policy_id: i32, dboid: u32) -> bool {
+        self.used && self.dboid == dboid && self.policy_id == policy_id
+    }
+
     pub fn limits(&self) -> BucketLimits {
         BucketLimits {
             rate_per_sec: self.rate,
@@ -320,6 +324,50 @@ pub fn lock() -> Option<Locked> {
     Some(Locked { shared })
 }
 
+/// Read-only access for admissions that charge nothing; released on drop.
+pub struct SharedLocked {
+    shared: &'static Shared,
+}
+
+/// Takes the lock in shared mode, or `None` when shared memory is not attached.
+pub fn lock_shared() -> Option<SharedLocked> {
+    let shared = shared()?;
+    // SAFETY: as in lock().
+    unsafe { pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_SHARED) };
+    Some(SharedLocked { shared })
+}
+
+impl Drop for SharedLocked {
+    fn drop(&mut self) {
+        // SAFETY: we hold the lock (taken in lock_shared()).
+        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
+    }
+}
+
+impl SharedLocked {
+    fn slice<T>(&self, off: usize, len: usize) -> &[T] {
+        // SAFETY: as in Locked::slice; we hold the lock in shared mode, so
+        // nobody writes while we read.
+        unsafe { std::slice::from_raw_parts(self.shared.base.add(off).cast::<T>(), len) }
+    }
+
+    /// A copy of the profile for (scope_hash, query_id), if there is one.
+    pub fn profile(&self, scope_hash: i64, query_id: i64) -> Option<ProfileSlot> {
+        let l = self.shared.layout;
+        let table: &[ProfileSlot] = self.slice(l.profiles_off, l.caps.profiles);
+        find_profile(table, scope_hash, query_id)
+            .ok()
+            .map(|i| table[i])
+    }
+
+    /// Whether the slot at `index` still holds `policy_id` of database `dboid`.
+    pub fn has_policy_slot(&self, (index, policy_id): (usize, i32), dboid: u32) -> bool {
+        let l = self.shared.layout;
+        let slots: &[PolicySlot] = self.slice(l.buckets_off, l.caps.buckets);
+        slots.get(index).is_some_and(|s| s.holds(policy_id, dboid))
+    }
+}
+
 impl Drop for Locked {
     fn drop(&mut self) {
         // SAFETY: we hold the lock (taken in lock()).
@@ -357,7 +405,7 @@ impl Locked {
     ) -> Option<&mut PolicySlot> {
         self.policies()
             .get_mut(index)
-            .filter(|s| s.used && s.dboid == dboid && s.policy_id == policy_id)
+            .filter(|s| s.holds(policy_id, dboid))
     }
 
     pub fn profiles(&mut self) -> &mut [ProfileSlot] {
@@ -427,28 +475,14 @@ impl Locked {
         create: bool,
     ) -> Option<&mut ProfileSlot> {
         let table = self.profiles();
-        let len = table.len();
-        let start = (mix(scope_hash, query_id) % len as u64) as usize;
-        let mut free = None;
-        let mut oldest: Option<(usize, i64)> = None;
-        for i in 0..PROBE.min(len) {
-            let idx = (start + i) % len;
-            let slot = &table[idx];
-            if slot.used && slot.scope_hash == scope_hash && slot.query_id == query_id {
-                return Some(&mut table[idx]);
-            }
-            if !slot.used {
-                if free.is_none() {
-                    free = Some(idx);
-                }
-            } else if oldest.is_none_or(|(_, t)| slot.last_seen_epoch_ms < t) {
-                oldest = Some((idx, slot.last_seen_epoch_ms));
-            }
-        }
+        let victim = match find_profile(table, scope_hash, query_id) {
+            Ok(found) => return Some(&mut table[found]),
+            Err(victim) => victim,
+        };
         if !create {
             return None;
         }
-        let idx = free.or(oldest.map(|(i, _)| i))?;
+        let idx = victim?;
         table[idx] = ProfileSlot {
             used: true,
             dirty: false,
@@ -489,6 +523,35 @@ impl Locked {
         }
         false
     }
+}
+
+/// Probes the profile table: `Ok(index)` of the entry for (scope_hash,
+/// query_id), or `Err` with where a new one would go (a free slot, else the
+/// least recently seen in the probe window).
+fn find_profile(
+    table: &[ProfileSlot],
+    scope_hash: i64,
+    query_id: i64,
+) -> Result<usize, Option<usize>> {
+    let len = table.len();
+    let start = (mix(scope_hash, query_id) % len as u64) as usize;
+    let mut free = None;
+    let mut oldest: Option<(usize, i64)> = None;
+    for i in 0..PROBE.min(len) {
+        let idx = (start + i) % len;
+        let slot = &table[idx];
+        if slot.used && slot.scope_hash == scope_hash && slot.query_id == query_id {
+            return Ok(idx);
+        }
+        if !slot.used {
+            if free.is_none() {
+                free = Some(idx);
+            }
+        } else if oldest.is_none_or(|(_, t)| slot.last_seen_epoch_ms < t) {
+            oldest = Some((idx, slot.last_seen_epoch_ms));
+        }
+    }
+    Err(free.or(oldest.map(|(i, _)| i)))
 }
 
 fn truncate_utf8(value: &str, max: usize) -> &[u8] {

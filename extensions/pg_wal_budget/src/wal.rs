@@ -35,10 +35,6 @@ pub fn now_micros() -> u64 {
     now().micros
 }
 
-pub fn now_epoch_ms() -> i64 {
-    now().epoch_ms
-}
-
 pub fn subxact_id() -> pg_sys::SubTransactionId {
     // SAFETY: reads transaction state; valid inside a transaction.
     unsafe { pg_sys::GetCurrentSubTransactionId() }

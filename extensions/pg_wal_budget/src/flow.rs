@@ -28,7 +28,7 @@ pub struct Entry {
     pub profile_scope: i64,
     pub query_id: i64,
     pub decision_seq: u64,
-    /// Set for a statement admitted without touching shared state (observe
+    /// Set for a statement admitted without writing shared state (observe
     /// mode, or no policy): its decision is written when it is settled.
     pub deferred: Option<Deferred>,
     /// Opened by ProcessUtility: may span internal commits (VACUUM, CREATE

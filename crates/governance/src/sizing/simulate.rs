@@ -103,23 +103,13 @@ mod tests {
     use super::*;
     use crate::sizing::Algorithm;
 
+    /// The sizer's test settings with the production-like guards on: a
+    /// 5-minute cooldown and at most 4 changes an hour.
     fn settings(algorithm: Algorithm) -> Settings {
         Settings {
-            enabled: true,
-            algorithm,
-            threshold: 2,
-            max_mb: 4096,
-            min_mb: 32,
-            shrink_enable: true,
-            shrink_factor: 0.75,
-            shrink_intervals: 5,
-            checkpoint_timeout_ms: 30_000,
-            interval_ms: 30_000,
-            completion_target: 0.9,
-            segment_mb: 16,
-            dry_run: false,
             cooldown_ms: 300_000,
             max_changes_per_hour: 4,
+            ..crate::sizing::sizer::tests::settings(algorithm)
         }
     }
 

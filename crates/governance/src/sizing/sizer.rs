@@ -541,9 +541,10 @@ pub fn bytes_to_mb_ceil(bytes: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// Test settings: no cooldown and no hourly limit.
     pub(crate) fn settings(algorithm: Algorithm) -> Settings {
         Settings {
             enabled: true,

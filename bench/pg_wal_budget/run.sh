@@ -9,8 +9,8 @@
 #   3. shared memory from pg_shmem_allocations at default capacities.
 # Prediction error: tests/workloads/calibration_summary.sql.
 # Usage: bench/pg_wal_budget/run.sh  (env: PG, ROUNDS, SECONDS_PER_RUN, CLIENTS,
-#        SCALE, MODES, FLOOD_SECONDS, WARMUP_SECONDS). Needs pg_wal_budget installed into
-#        that PostgreSQL; for the recorded numbers, a release build:
+#        SCALE, MODES, FLOOD_SECONDS, WARMUP_SECONDS). Needs pg_wal_budget
+#        installed into that PostgreSQL; for the recorded numbers, a release build:
 #        (cd extensions/pg_wal_budget && cargo pgrx install --release \
 #           --no-default-features --features pg15 --pg-config "$(pg_config of PG)")
 set -euo pipefail
@@ -54,9 +54,10 @@ echo "pgbench: scale $SCALE, clients $CLIENTS, $SECONDS_PER_RUN s per run, $ROUN
 # Runs first, on a freshly vacuumed and checkpointed database, so background
 # WAL (autovacuum after the tpcb rounds, full-page images) stays out of the
 # measurement; autovacuum is off for the flooded table, whose vacuum WAL is
-# the server's, not the writers'. The bucket starts full, so the writers first spend the 4 MB
-# burst; the measured window of FLOOD_SECONDS starts after WARMUP_SECONDS,
-# once it is spent. The whole run, burst included, is reported too.
+# the server's, not the writers'. The bucket starts full, so the writers
+# first spend the 4 MB burst; the measured window of FLOOD_SECONDS starts
+# after WARMUP_SECONDS, once it is spent. The whole run, burst included, is
+# reported too.
 WARMUP_SECONDS="${WARMUP_SECONDS:-8}"
 psql_ -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT"
 psql_ -d bench -c "DELETE FROM pwb.policy" \

@@ -165,12 +165,15 @@ mod tests {
         assert_eq!(bucket.available(), 4000);
     }
 
+    /// A rate slow enough that refills often earn only a fraction of a token.
+    const SLOW: BucketLimits = BucketLimits {
+        rate_per_sec: 3,
+        burst: 100,
+    };
+
     #[test]
     fn slow_rates_do_not_lose_fractions() {
-        let limits = BucketLimits {
-            rate_per_sec: 3,
-            burst: 100,
-        };
+        let limits = SLOW;
         let mut bucket = TokenBucket::full(limits, 0);
         bucket.try_charge(limits, 100, 0).unwrap();
         // Refill every millisecond for one second: 3 tokens, not 0.
@@ -182,10 +185,7 @@ mod tests {
 
     #[test]
     fn the_wait_counts_the_fraction_already_earned() {
-        let limits = BucketLimits {
-            rate_per_sec: 3,
-            burst: 100,
-        };
+        let limits = SLOW;
         let mut bucket = TokenBucket::full(limits, 0);
         bucket.try_charge(limits, 100, 0).unwrap();
         // After 0.2 s, 0.6 of a token is earned: the first token is 0.4/3 s

@@ -143,10 +143,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> Vec<CachedPolicy> {
         let index = existing.or_else(|| slots.iter().position(|s| !s.used));
         if let Some(i) = index {
             let slot = &mut slots[i];
-            let old_limits = BucketLimits {
-                rate_per_sec: slot.rate,
-                burst: slot.burst,
-            };
+            let old_limits = slot.limits();
             let fresh =
                 existing.is_none() || slot.scope_hash != hash || slot.scope_kind != row.kind.code();
             for bucket in [&mut slot.bucket, &mut slot.shadow_bucket] {

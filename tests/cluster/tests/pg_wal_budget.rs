@@ -23,6 +23,14 @@ fn setup(client: &mut Client) {
         .unwrap();
 }
 
+/// A preloaded server set up as in [`setup`], and a superuser session on it.
+fn budget_cluster_with_admin() -> (Cluster, Client) {
+    let cluster = budget_cluster();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    (cluster, admin)
+}
+
 fn available(client: &mut Client, policy_id: i32) -> (i64, i64) {
     let row = client
         .query_one(
@@ -100,9 +108,7 @@ fn without_preload_sql_installs_and_shared_memory_functions_hint_to_preload() {
 
 #[test]
 fn reject_mode_refuses_with_53400_and_detail_then_admits_after_refill() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     // Burst 100 kB, rate 50 kB/s; the class default prediction (16 kB) fits.
     let id = create_policy(
         &mut admin,
@@ -153,9 +159,7 @@ fn reject_mode_refuses_with_53400_and_detail_then_admits_after_refill() {
 
 #[test]
 fn commit_records_after_the_last_statement_are_charged_to_its_policy() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     // Refill of 1 B/s is negligible for the few seconds the test runs.
     let burst: i64 = 10_000_000;
     let id = create_policy(
@@ -189,9 +193,7 @@ fn commit_records_after_the_last_statement_are_charged_to_its_policy() {
 
 #[test]
 fn queued_statement_waits_visibly_and_runs_when_budget_refills() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     let id = create_policy(
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 400000, 400000, 'queue')",
@@ -284,9 +286,7 @@ fn start_long_queue(cluster: &Cluster, admin: &mut Client, prelude: &str) -> (i3
 
 #[test]
 fn cancel_terminate_and_statement_timeout_end_a_queued_wait_without_leaking_budget() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     // 1 kB/s with 100 kB burst: after ~1 MB of WAL the debt lasts ~15 minutes.
     let id = create_policy(
         &mut admin,
@@ -338,9 +338,7 @@ fn cancel_terminate_and_statement_timeout_end_a_queued_wait_without_leaking_budg
 
 #[test]
 fn aborted_statements_are_charged_only_for_the_wal_they_wrote() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     alter_system(&mut admin, "pwb.default_write_wal_bytes = '1MB'");
     let id = create_policy(
         &mut admin,
@@ -384,9 +382,7 @@ fn aborted_statements_are_charged_only_for_the_wal_they_wrote() {
 
 #[test]
 fn policies_survive_restart_and_crash_and_profiles_survive_clean_restart() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     let id = create_policy(
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 1000000, 2000000, 'shadow', 150)",
@@ -475,9 +471,7 @@ fn policies_survive_restart_and_crash_and_profiles_survive_clean_restart() {
 
 #[test]
 fn bad_input_matrix_errors_and_changes_nothing() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (_cluster, mut admin) = budget_cluster_with_admin();
     create_policy(
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 1000, 2000)",
@@ -580,9 +574,7 @@ fn internal_failure_fails_open_or_errors_per_guc() {
 
 #[test]
 fn policy_changes_reach_other_sessions_and_emergency_disable_works() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     let mut writer = cluster.connect_as("writer", "postgres");
     write_wal(&mut writer, 1);
     let id = create_policy(
@@ -711,9 +703,7 @@ fn update_from_previous_version_matches_a_fresh_install() {
 
 #[test]
 fn switching_a_queue_policy_to_observe_releases_waiting_statements() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     let id = create_policy(
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 1000, 100000, 'queue')",
@@ -734,9 +724,7 @@ fn switching_a_queue_policy_to_observe_releases_waiting_statements() {
 
 #[test]
 fn observe_only_records_and_shadow_drains_only_its_copy_of_the_bucket() {
-    let cluster = budget_cluster();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) = budget_cluster_with_admin();
     // Rate 1 B/s: nothing refills during the test; burst 100 kB.
     let id = create_policy(
         &mut admin,

@@ -114,16 +114,24 @@ pub fn pop_if_top(marker: usize) -> Option<Entry> {
     })
 }
 
+// The drains below leave the stack's allocation in place, so a stream of
+// statements does not allocate a new stack for each one.
+
 pub fn drain_all() -> Vec<Entry> {
-    STATE.with_borrow_mut(|s| std::mem::take(&mut s.stack))
+    STATE.with_borrow_mut(|s| s.stack.drain(..).collect())
 }
 
 pub fn drain_executor_entries() -> Vec<Entry> {
     STATE.with_borrow_mut(|s| {
-        let (utility, executor): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut s.stack)
-            .into_iter()
-            .partition(|e| e.utility);
-        s.stack = utility;
+        let mut executor = Vec::new();
+        let mut i = 0;
+        while i < s.stack.len() {
+            if s.stack[i].utility {
+                i += 1;
+            } else {
+                executor.push(s.stack.remove(i));
+            }
+        }
         executor
     })
 }
@@ -131,7 +139,7 @@ pub fn drain_executor_entries() -> Vec<Entry> {
 pub fn drain_from_subxact(subxid: pg_sys::SubTransactionId) -> Vec<Entry> {
     STATE.with_borrow_mut(|s| {
         let keep = s.stack.iter().take_while(|e| e.subxid < subxid).count();
-        s.stack.split_off(keep)
+        s.stack.drain(keep..).collect()
     })
 }
 

@@ -36,10 +36,11 @@ pub struct Entry {
     pub utility: bool,
 }
 
-/// The decision of a statement that charges nothing, and the scope it is
-/// recorded under, kept until the statement is settled.
+/// The decision of a statement that charges nothing, and the class and scope
+/// it is predicted and recorded under, kept until the statement is settled.
 #[derive(Debug, Clone)]
 pub struct Deferred {
+    pub class: StatementClass,
     pub decision: shmem::DecisionSlot,
     pub resolution: Rc<backend::Resolution>,
 }
@@ -113,40 +114,23 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             decision.mode = m.mode.code();
         }
 
-        // Observe mode and unmatched statements charge nothing: they predict
-        // under a shared lock, and everything they record is written once,
-        // at settle. (A stale bucket slot takes the exclusive path below,
-        // which handles it.)
-        if matched.is_none_or(|m| Ledger::for_mode(m.mode) == Ledger::None) {
-            let Some(shm) = shmem::lock_shared() else {
-                return;
-            };
-            let slot_ok = matched.is_none_or(|m| {
-                m.slot
-                    .is_some_and(|i| shm.has_policy_slot((i, m.policy_id), dboid))
-            });
-            if slot_ok {
-                let predicted = predict_statement(
-                    |scope| shm.profile(scope, query_id).map(|p| to_profile(&p)),
-                    profile_scope_hash,
-                    query_id,
-                    class,
-                );
-                drop(shm);
-                if let Some(m) = matched {
-                    decision.reason = Reason::ObserveMode.code();
-                    entry.policy = m.slot.map(|i| (i, m.policy_id));
-                }
-                decision.predicted_wal_bytes = clamp_i64(predicted);
-                entry.predicted = predicted;
-                entry.deferred = Some(Deferred {
-                    decision,
-                    resolution: Rc::clone(&resolution),
-                });
-                entry.wal_start = wal::wal_bytes();
-                backend::push(entry);
-                return;
+        // Observe mode and unmatched statements charge nothing, so they take
+        // no lock here: their prediction, decision, counters and scope are
+        // written once, at settle. (A policy without a bucket slot takes the
+        // locked path below, which fails open or errors.)
+        if matched.is_none_or(|m| Ledger::for_mode(m.mode) == Ledger::None && m.slot.is_some()) {
+            if let Some(m) = matched {
+                decision.reason = Reason::ObserveMode.code();
+                entry.policy = m.slot.map(|i| (i, m.policy_id));
             }
+            entry.deferred = Some(Deferred {
+                class,
+                decision,
+                resolution: Rc::clone(&resolution),
+            });
+            entry.wal_start = wal::wal_bytes();
+            backend::push(entry);
+            return;
         }
 
         let Some(mut shm) = shmem::lock() else {
@@ -377,8 +361,20 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
         return;
     };
     let now = wal::now();
+    let mut predicted = entry.predicted;
     if let Some(deferred) = &entry.deferred {
-        record_deferred(&mut shm, entry, deferred, actual, now);
+        // Predicted now, from the profiles as they stand before this
+        // statement's own measurement is learned below.
+        predicted = predict_statement(
+            |scope| {
+                shm.profile(scope, entry.query_id, false)
+                    .map(|p| to_profile(p))
+            },
+            entry.profile_scope,
+            entry.query_id,
+            deferred.class,
+        );
+        record_deferred(&mut shm, entry, deferred, predicted, actual, now);
     }
     let mut after = None;
     if let Some(policy) = entry.policy
@@ -398,11 +394,11 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
         });
     }
     let c = shm.counters();
-    c.predicted_wal_bytes = c.predicted_wal_bytes.saturating_add(entry.predicted);
+    c.predicted_wal_bytes = c.predicted_wal_bytes.saturating_add(predicted);
     c.actual_wal_bytes = c.actual_wal_bytes.saturating_add(actual);
     c.absolute_prediction_error = c
         .absolute_prediction_error
-        .saturating_add(entry.predicted.abs_diff(actual));
+        .saturating_add(predicted.abs_diff(actual));
     if !completed && entry.charged > 0 {
         c.aborted_after_charge_count += 1;
     }
@@ -435,12 +431,14 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
 }
 
 /// Writes what an observe-mode or unmatched statement deferred: its scope,
-/// its count, and its decision, complete with the measured WAL and (under an
-/// observe policy) the bucket it would have been checked against.
+/// its count, and its decision, complete with the prediction, the measured
+/// WAL and (under an observe policy) the bucket it would have been checked
+/// against.
 fn record_deferred(
     shm: &mut shmem::Locked,
     entry: &Entry,
     deferred: &Deferred,
+    predicted: u64,
     actual: u64,
     now: wal::Now,
 ) {
@@ -451,6 +449,7 @@ fn record_deferred(
     }
     shm.counters().accepted_statements += 1;
     let mut decision = deferred.decision;
+    decision.predicted_wal_bytes = clamp_i64(predicted);
     decision.actual_wal_bytes = clamp_i64(actual);
     if let Some(policy) = entry.policy
         && let Some(slot) = shm.policy_slot(policy, entry.dboid)

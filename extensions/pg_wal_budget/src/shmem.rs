@@ -310,82 +310,37 @@ pub fn bump_policy_generation() {
     }
 }
 
-/// The LWLock, held (in whichever mode it was taken) until dropped.
-struct Held {
-    shared: &'static Shared,
-}
-
-impl Held {
-    fn acquire(mode: pg_sys::LWLockMode::Type) -> Option<Held> {
-        let shared = shared()?;
-        // SAFETY: the lock pointer came from GetNamedLWLockTranche and lives
-        // in shared memory for the postmaster's lifetime.
-        unsafe { pg_sys::LWLockAcquire(shared.lock, mode) };
-        Some(Held { shared })
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        // SAFETY: we hold the lock (taken in acquire()).
-        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
-    }
-}
-
-/// Exclusive access to the whole shared state; released on drop.
+/// Exclusive access to the whole shared state; the LWLock is released on drop.
 pub struct Locked {
-    held: Held,
+    shared: &'static Shared,
 }
 
 /// Takes the lock, or `None` when shared memory is not attached.
 pub fn lock() -> Option<Locked> {
-    Held::acquire(pg_sys::LWLockMode::LW_EXCLUSIVE).map(|held| Locked { held })
+    let shared = shared()?;
+    // SAFETY: the lock pointer came from GetNamedLWLockTranche and lives in
+    // shared memory for the postmaster's lifetime.
+    unsafe { pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
+    Some(Locked { shared })
 }
 
-/// Read-only access for admissions that charge nothing; released on drop.
-pub struct SharedLocked {
-    held: Held,
-}
-
-/// Takes the lock in shared mode, or `None` when shared memory is not attached.
-pub fn lock_shared() -> Option<SharedLocked> {
-    Held::acquire(pg_sys::LWLockMode::LW_SHARED).map(|held| SharedLocked { held })
-}
-
-impl SharedLocked {
-    fn slice<T>(&self, off: usize, len: usize) -> &[T] {
-        // SAFETY: as in Locked::slice; we hold the lock in shared mode, so
-        // nobody writes while we read.
-        unsafe { std::slice::from_raw_parts(self.held.shared.base.add(off).cast::<T>(), len) }
-    }
-
-    /// A copy of the profile for (scope_hash, query_id), if there is one.
-    pub fn profile(&self, scope_hash: i64, query_id: i64) -> Option<ProfileSlot> {
-        let l = self.held.shared.layout;
-        let table: &[ProfileSlot] = self.slice(l.profiles_off, l.caps.profiles);
-        find_profile(table, scope_hash, query_id)
-            .ok()
-            .map(|i| table[i])
-    }
-
-    /// Whether the slot at `index` still holds `policy_id` of database `dboid`.
-    pub fn has_policy_slot(&self, (index, policy_id): (usize, i32), dboid: u32) -> bool {
-        let l = self.held.shared.layout;
-        let slots: &[PolicySlot] = self.slice(l.buckets_off, l.caps.buckets);
-        slots.get(index).is_some_and(|s| s.holds(policy_id, dboid))
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we hold the lock (taken in lock()).
+        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
     }
 }
 
 impl Locked {
     fn header(&mut self) -> &mut Header {
         // SAFETY: base points at the Header; we hold the exclusive lock.
-        unsafe { &mut *self.held.shared.base.cast::<Header>() }
+        unsafe { &mut *self.shared.base.cast::<Header>() }
     }
 
     fn slice<T>(&mut self, off: usize, len: usize) -> &mut [T] {
         // SAFETY: off/len come from the same layout used to size and zero the
         // segment; all slot types are valid when zeroed; we hold the lock.
-        unsafe { std::slice::from_raw_parts_mut(self.held.shared.base.add(off).cast::<T>(), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.shared.base.add(off).cast::<T>(), len) }
     }
 
     pub fn counters(&mut self) -> &mut Counters {
@@ -393,7 +348,7 @@ impl Locked {
     }
 
     pub fn policies(&mut self) -> &mut [PolicySlot] {
-        let l = self.held.shared.layout;
+        let l = self.shared.layout;
         self.slice(l.buckets_off, l.caps.buckets)
     }
 
@@ -410,17 +365,17 @@ impl Locked {
     }
 
     pub fn profiles(&mut self) -> &mut [ProfileSlot] {
-        let l = self.held.shared.layout;
+        let l = self.shared.layout;
         self.slice(l.profiles_off, l.caps.profiles)
     }
 
     pub fn decisions(&mut self) -> &mut [DecisionSlot] {
-        let l = self.held.shared.layout;
+        let l = self.shared.layout;
         self.slice(l.decisions_off, l.caps.decisions)
     }
 
     pub fn names(&mut self) -> &mut [ScopeNameSlot] {
-        let l = self.held.shared.layout;
+        let l = self.shared.layout;
         self.slice(l.names_off, l.caps.scope_names)
     }
 

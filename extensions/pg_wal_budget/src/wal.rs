@@ -21,9 +21,25 @@ pub struct Now {
     pub epoch_ms: i64,
 }
 
+/// PostgreSQL functions called for every governed statement that only read
+/// the clock or process-local state and have no error path. Declared here
+/// without pgrx's per-call error guard (a thread check and a sigsetjmp),
+/// which costs more than the functions themselves; anything that can raise
+/// an error goes through `pg_sys` as usual.
+mod unguarded {
+    use pgrx::pg_sys::{Oid, SubTransactionId, TimestampTz};
+
+    unsafe extern "C-unwind" {
+        pub fn GetCurrentTimestamp() -> TimestampTz;
+        pub fn GetCurrentSubTransactionId() -> SubTransactionId;
+        pub fn GetUserId() -> Oid;
+    }
+}
+
 pub fn now() -> Now {
-    // SAFETY: GetCurrentTimestamp only reads the clock.
-    let ts = unsafe { pg_sys::GetCurrentTimestamp() };
+    // SAFETY: GetCurrentTimestamp only reads the clock; it cannot raise an
+    // error, so it needs no guard.
+    let ts = unsafe { unguarded::GetCurrentTimestamp() };
     Now {
         micros: u64::try_from(ts).unwrap_or(0),
         epoch_ms: (ts + PG_EPOCH_OFFSET_US) / 1000,
@@ -36,8 +52,9 @@ pub fn now_micros() -> u64 {
 }
 
 pub fn subxact_id() -> pg_sys::SubTransactionId {
-    // SAFETY: reads transaction state; valid inside a transaction.
-    unsafe { pg_sys::GetCurrentSubTransactionId() }
+    // SAFETY: returns a process-local field of the transaction state; it
+    // cannot raise an error.
+    unsafe { unguarded::GetCurrentSubTransactionId() }
 }
 
 pub fn database_oid() -> u32 {
@@ -46,8 +63,9 @@ pub fn database_oid() -> u32 {
 }
 
 pub fn current_user_oid() -> pg_sys::Oid {
-    // SAFETY: reads the current user id; always valid in a backend.
-    unsafe { pg_sys::GetUserId() }
+    // SAFETY: returns a process-local variable (only asserting it is set);
+    // it cannot raise an error.
+    unsafe { unguarded::GetUserId() }
 }
 
 fn owned(ptr: *const std::ffi::c_char) -> Option<String> {

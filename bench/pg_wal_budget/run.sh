@@ -3,13 +3,17 @@
 #   1. overhead: pgbench -S and tpcb-like, interleaved rounds, three server
 #      configurations: no extension, pg_wal_budget with an observe policy
 #      matching the pgbench role, pg_stat_statements alone (reference).
+#      Then the same three, without restarts, in one server with both
+#      extensions preloaded and switched by reloaded settings (AB_ROUNDS
+#      short rotated runs of AB_SECONDS for AB_CLIENTS).
 #   2. enforcement (run first): queue policy 1 MB/s, 4 MB burst, 4 writers
 #      flooding inserts; the rate over a 60 s window after the burst is spent,
 #      and over the whole run.
 #   3. shared memory from pg_shmem_allocations at default capacities.
 # Prediction error: tests/workloads/calibration_summary.sql.
 # Usage: bench/pg_wal_budget/run.sh  (env: PG, ROUNDS, SECONDS_PER_RUN, CLIENTS,
-#        SCALE, MODES, FLOOD_SECONDS, WARMUP_SECONDS). Needs pg_wal_budget
+#        SCALE, MODES, FLOOD_SECONDS, WARMUP_SECONDS,
+#        AB_ROUNDS, AB_SECONDS, AB_CLIENTS). Needs pg_wal_budget
 #        installed into that PostgreSQL; for the recorded numbers, a release build:
 #        (cd extensions/pg_wal_budget && cargo pgrx install --release \
 #           --no-default-features --features pg15 --pg-config "$(pg_config of PG)")
@@ -123,20 +127,65 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 # Per workload and client count: the geometric mean over rounds of each
-# configuration's TPS divided by the no-extension TPS of the same round.
-awk '{
-    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-    key = f["mode"] " clients=" f["clients"]
-    tps[key, f["config"], f["round"]] = f["tps"]; keys[key] = 1; rounds[f["round"]] = 1
-} END {
-    for (key in keys) for (c = 1; c <= 2; c++) {
-        config = (c == 1) ? "pwb_observe" : "pgss"; sum = 0; n = 0
-        for (r in rounds) if (tps[key, "none", r] > 0 && tps[key, config, r] > 0) {
-            sum += log(tps[key, config, r] / tps[key, "none", r]); n++
+# configuration's TPS divided by the baseline's TPS in the same round, with a
+# 95% interval (the mean log ratio ± 2 standard errors).
+summarize() { # file baseline label
+    awk -v base="$2" -v label="$3" '{
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        key = f["mode"] " clients=" f["clients"]
+        tps[key, f["config"], f["round"]] = f["tps"]; keys[key] = 1; rounds[f["round"]] = 1
+        if (f["config"] != base) configs[f["config"]] = 1
+    } END {
+        for (key in keys) for (config in configs) {
+            sum = 0; sq = 0; n = 0
+            for (r in rounds) if (tps[key, base, r] > 0 && tps[key, config, r] > 0) {
+                x = log(tps[key, config, r] / tps[key, base, r]); sum += x; sq += x * x; n++
+            }
+            if (n < 2) continue
+            mean = sum / n; se = sqrt((sq - n * mean * mean) / (n - 1) / n)
+            printf "%s summary mode=%s config=%s rounds=%d paired_ratio=%.4f ci95=[%.4f,%.4f]\n",
+                label, key, config, n, exp(mean), exp(mean - 2 * se), exp(mean + 2 * se)
         }
-        if (n) printf "overhead summary mode=%s config=%s rounds=%d paired_ratio=%.4f\n", key, config, n, exp(sum / n)
-    }
-}' "$RESULTS" | sort
+    }' "$1" | sort
+}
+summarize "$RESULTS" none overhead
+
+# Overhead without restarts: one server with both extensions preloaded; the
+# configurations differ only by a reloaded setting, so no restart reshuffles
+# memory between them and many short, rotated runs fit in the same time.
+# Baseline: pwb.enabled = off and pg_stat_statements.track = none (each hook
+# then returns after one check); pwb_observe: pwb.enabled = on (the observe
+# policy on the bench role); pgss: pg_stat_statements.track = top.
+AB_ROUNDS="${AB_ROUNDS:-20}"
+AB_SECONDS="${AB_SECONDS:-5}"
+AB_CLIENTS="${AB_CLIENTS:-2 4}"
+set_preload "pg_wal_budget,pg_stat_statements"
+restart
+reload_with() { # pwb.enabled pg_stat_statements.track
+    psql_ -d bench -c "ALTER SYSTEM SET pwb.enabled = $1" \
+        -c "ALTER SYSTEM SET pg_stat_statements.track = $2" -c "SELECT pg_reload_conf()" >/dev/null
+}
+declare -A SETTINGS=([off]="off none" [pwb_observe]="on none" [pgss]="off top")
+AB_CONFIGS=(off pwb_observe pgss)
+AB_RESULTS="$DIR/overhead-reload.txt"
+: >"$AB_RESULTS"
+for round in $(seq 1 "$AB_ROUNDS"); do
+    for i in 0 1 2; do
+        config="${AB_CONFIGS[$(((round + i) % 3))]}"
+        reload_with ${SETTINGS[$config]}
+        psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
+        for clients in $AB_CLIENTS; do
+            for mode in $MODES; do
+                flag=""; [[ $mode == select_only ]] && flag="-S"
+                tps=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$AB_SECONDS" -n bench 2>/dev/null |
+                    awk '/^tps = / {print $3; exit}')
+                echo "reload round=$round config=$config mode=$mode clients=$clients tps=$tps" >>"$AB_RESULTS"
+            done
+        done
+    done
+done
+summarize "$AB_RESULTS" off overhead-reload
+psql_ -d bench -c "ALTER SYSTEM RESET pwb.enabled" -c "ALTER SYSTEM RESET pg_stat_statements.track" >/dev/null
 
 # Shared memory at default capacities.
 set_preload "pg_wal_budget"

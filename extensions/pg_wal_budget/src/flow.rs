@@ -46,7 +46,8 @@ pub struct Deferred {
 }
 
 /// Whether a statement of this shape should be governed at all: cheap checks
-/// only, so read-only statements pay almost nothing.
+/// only, so read-only statements pay almost nothing. Runs outside pgrx's
+/// guard (see hooks.rs), so nothing here may panic.
 pub fn should_govern() -> bool {
     guc::enabled()
         && shmem::available()

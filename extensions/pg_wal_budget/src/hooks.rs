@@ -92,39 +92,78 @@ fn executor_class(
     Some((StatementClass::Write, query_id))
 }
 
-#[pg_guard]
+// The executor entry points run for every statement, read-only ones
+// included, so they are not wrapped in pgrx's guard: they make a few checks
+// that cannot panic, hand governed statements to guarded functions, and chain
+// to the previous hook or the standard implementation directly, as a C
+// extension would. An ERROR raised further down longjmps over their frames,
+// which hold nothing that needs dropping.
+
+/// The standard executor entry points, declared without pgrx's per-call
+/// guard (see above).
+mod standard {
+    use pgrx::pg_sys::QueryDesc;
+    use std::ffi::c_int;
+
+    unsafe extern "C-unwind" {
+        pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
+        pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
+    }
+}
+
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     if flow::should_govern()
-        && let Some((class, query_id)) = executor_class(query_desc, eflags)
+        && let Some((_, query_id)) = executor_class(query_desc, eflags)
     {
         // SAFETY: sourceText is the statement's NUL-terminated text or NULL.
         let hash = query_hash(unsafe { (*query_desc).sourceText });
-        flow::begin_statement(class, query_id, hash, query_desc as usize);
+        // SAFETY: a guarded Rust function; it may raise an ERROR (reject
+        // mode, cancel while queued), which PostgreSQL handles.
+        unsafe { admit_executor_statement(query_desc, query_id, hash) };
     }
-    // SAFETY: chaining to the previous hook or the standard implementation
-    // with the arguments we were given.
+    // SAFETY: chaining with the arguments we were given; this frame holds
+    // nothing that needs dropping if the callee raises an ERROR.
     unsafe {
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query_desc, eflags),
-            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+            None => standard::standard_ExecutorStart(query_desc, eflags),
         }
     }
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn admit_executor_statement(
+    query_desc: *mut pg_sys::QueryDesc,
+    query_id: i64,
+    query_hash: i64,
+) {
+    flow::begin_statement(
+        StatementClass::Write,
+        query_id,
+        query_hash,
+        query_desc as usize,
+    );
+}
+
 unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
     let ours = crate::backend::is_top(query_desc as usize);
-    // SAFETY: chaining with the arguments we were given.
+    // SAFETY: as in executor_start.
     unsafe {
         match PREV_EXECUTOR_END {
             Some(prev) => prev(query_desc),
-            None => pg_sys::standard_ExecutorEnd(query_desc),
+            None => standard::standard_ExecutorEnd(query_desc),
         }
     }
     // Measured after the standard end, so parallel workers' WAL is included.
     if ours {
-        flow::end_statement(query_desc as usize);
+        // SAFETY: a guarded Rust function.
+        unsafe { settle_executor_statement(query_desc) };
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn settle_executor_statement(query_desc: *mut pg_sys::QueryDesc) {
+    flow::end_statement(query_desc as usize);
 }
 
 /// The class of a utility statement, or None for statements that write no
@@ -228,11 +267,30 @@ unsafe extern "C-unwind" fn process_utility(
     }
 }
 
-#[pg_guard]
+/// Runs at every transaction event; like the executor entry points, it is
+/// not guarded itself and does its work in a guarded function only when this
+/// backend has something to settle.
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
+    use pg_sys::XactEvent::*;
+    let at_end = matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PARALLEL_ABORT
+            | XACT_EVENT_PREPARE
+    );
+    if at_end && (crate::backend::has_transaction_state() || policies::bump_pending()) {
+        // SAFETY: a guarded Rust function.
+        unsafe { end_transaction(event) };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn end_transaction(event: pg_sys::XactEvent::Type) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             flow::abort_all();

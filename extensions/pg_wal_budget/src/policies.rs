@@ -194,6 +194,14 @@ pub fn notify_changed() {
 
 /// Transaction end: publish a committed change (or a rolled-back one, which
 /// costs only a reload).
+/// Whether this transaction changed policies (for the commit callback's
+/// quick check; never panics).
+pub fn bump_pending() -> bool {
+    BUMP_AT_COMMIT
+        .try_with(std::cell::Cell::get)
+        .unwrap_or(true)
+}
+
 pub fn at_transaction_end() {
     if BUMP_AT_COMMIT.with(|b| b.replace(false)) {
         shmem::bump_policy_generation();

@@ -102,12 +102,25 @@ fn executor_class(
 /// The standard executor entry points, declared without pgrx's per-call
 /// guard (see above).
 mod standard {
-    use pgrx::pg_sys::QueryDesc;
-    use std::ffi::c_int;
+    use pgrx::pg_sys::{
+        DestReceiver, ParamListInfo, PlannedStmt, ProcessUtilityContext, QueryCompletion,
+        QueryDesc, QueryEnvironment,
+    };
+    use std::ffi::{c_char, c_int};
 
     unsafe extern "C-unwind" {
         pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
         pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
+        pub fn standard_ProcessUtility(
+            pstmt: *mut PlannedStmt,
+            query_string: *const c_char,
+            read_only_tree: bool,
+            context: ProcessUtilityContext::Type,
+            params: ParamListInfo,
+            query_env: *mut QueryEnvironment,
+            dest: *mut DestReceiver,
+            qc: *mut QueryCompletion,
+        );
     }
 }
 
@@ -212,7 +225,9 @@ fn changes_extension_objects(pstmt: *mut pg_sys::PlannedStmt) -> bool {
     )
 }
 
-#[pg_guard]
+/// Like the executor entry points, runs unguarded for the utility statements
+/// it leaves alone (transaction control is one of them, so every explicit
+/// transaction passes here twice).
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -224,16 +239,53 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let mut governed = false;
-    if flow::should_govern()
-        && let Some(class) = utility_class(pstmt)
-    {
-        // SAFETY: pstmt is valid for the duration of the call.
-        let query_id = query_id_of(unsafe { (*pstmt).queryId });
-        let hash = query_hash(query_string);
-        flow::begin_statement(class, query_id, hash, pstmt as usize);
-        governed = true;
+    let class = if flow::should_govern() {
+        utility_class(pstmt)
+    } else {
+        None
+    };
+    if class.is_none() && !changes_extension_objects(pstmt) {
+        // SAFETY: as in executor_start.
+        unsafe {
+            chain_process_utility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            )
+        };
+        return;
     }
+    // SAFETY: a guarded Rust function.
+    unsafe {
+        govern_utility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        )
+    };
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn chain_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
     // SAFETY: chaining with the arguments we were given.
     unsafe {
         match PREV_PROCESS_UTILITY {
@@ -247,7 +299,7 @@ unsafe extern "C-unwind" fn process_utility(
                 dest,
                 qc,
             ),
-            None => pg_sys::standard_ProcessUtility(
+            None => standard::standard_ProcessUtility(
                 pstmt,
                 query_string,
                 read_only_tree,
@@ -259,7 +311,48 @@ unsafe extern "C-unwind" fn process_utility(
             ),
         }
     }
-    if governed {
+}
+
+/// A governed utility statement, or one that may change this extension's
+/// objects (which makes every backend reload its policies).
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn govern_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let class = if flow::should_govern() {
+        utility_class(pstmt)
+    } else {
+        None
+    };
+    if let Some(class) = class {
+        // SAFETY: pstmt is valid for the duration of the call.
+        let query_id = query_id_of(unsafe { (*pstmt).queryId });
+        let hash = query_hash(query_string);
+        flow::begin_statement(class, query_id, hash, pstmt as usize);
+    }
+    // SAFETY: as in executor_start: an ERROR below longjmps over this frame,
+    // which holds nothing that needs dropping.
+    unsafe {
+        chain_process_utility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        )
+    };
+    if class.is_some() {
         flow::end_statement(pstmt as usize);
     }
     if changes_extension_objects(pstmt) {

@@ -148,7 +148,12 @@ pub struct ScopeNameSlot {
 
 #[repr(C)]
 struct Header {
+    /// Read by every governed statement.
     policy_generation: AtomicU64,
+    /// Keeps the generation off the cache lines of the counters, which every
+    /// statement writes, so that reading it does not miss in cache while
+    /// other backends settle statements.
+    _generation_padding: [u8; 120],
     counters: Counters,
     decision_next: u64,
     n_buckets: usize,

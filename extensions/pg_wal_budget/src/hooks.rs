@@ -1,6 +1,6 @@
 //! FFI only: installs the executor, utility and transaction hooks and keeps
 //! their bodies thin; the statement flow lives in `flow.rs`.
-use crate::{flow, policies};
+use crate::{flow, policies, unguarded};
 use governance::budget::predict::StatementClass;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -63,12 +63,10 @@ fn query_hash(text: *const std::ffi::c_char) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// The class of an executor statement: writes are INSERT, UPDATE, DELETE,
-/// MERGE and SELECT with data-modifying CTEs.
-fn executor_class(
-    query_desc: *mut pg_sys::QueryDesc,
-    eflags: i32,
-) -> Option<(StatementClass, i64)> {
+/// The query id of an executor statement that writes, None for the others.
+/// Writes are INSERT, UPDATE, DELETE, MERGE and SELECT with data-modifying
+/// CTEs.
+fn writing_query_id(query_desc: *mut pg_sys::QueryDesc, eflags: i32) -> Option<i64> {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
         return None;
     }
@@ -88,45 +86,19 @@ fn executor_class(
         return None;
     }
     // SAFETY: pstmt checked non-null above.
-    let query_id = query_id_of(unsafe { (*pstmt).queryId });
-    Some((StatementClass::Write, query_id))
+    Some(query_id_of(unsafe { (*pstmt).queryId }))
 }
 
 // The executor entry points run for every statement, read-only ones
 // included, so they are not wrapped in pgrx's guard: they make a few checks
 // that cannot panic, hand governed statements to guarded functions, and chain
 // to the previous hook or the standard implementation directly, as a C
-// extension would. An ERROR raised further down longjmps over their frames,
-// which hold nothing that needs dropping.
-
-/// The standard executor entry points, declared without pgrx's per-call
-/// guard (see above).
-mod standard {
-    use pgrx::pg_sys::{
-        DestReceiver, ParamListInfo, PlannedStmt, ProcessUtilityContext, QueryCompletion,
-        QueryDesc, QueryEnvironment,
-    };
-    use std::ffi::{c_char, c_int};
-
-    unsafe extern "C-unwind" {
-        pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
-        pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
-        pub fn standard_ProcessUtility(
-            pstmt: *mut PlannedStmt,
-            query_string: *const c_char,
-            read_only_tree: bool,
-            context: ProcessUtilityContext::Type,
-            params: ParamListInfo,
-            query_env: *mut QueryEnvironment,
-            dest: *mut DestReceiver,
-            qc: *mut QueryCompletion,
-        );
-    }
-}
+// extension would (see `unguarded`). An ERROR raised further down longjmps
+// over their frames, which hold nothing that needs dropping.
 
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     if flow::should_govern()
-        && let Some((_, query_id)) = executor_class(query_desc, eflags)
+        && let Some(query_id) = writing_query_id(query_desc, eflags)
     {
         // SAFETY: sourceText is the statement's NUL-terminated text or NULL.
         let hash = query_hash(unsafe { (*query_desc).sourceText });
@@ -139,7 +111,7 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     unsafe {
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query_desc, eflags),
-            None => standard::standard_ExecutorStart(query_desc, eflags),
+            None => unguarded::standard_ExecutorStart(query_desc, eflags),
         }
     }
 }
@@ -164,7 +136,7 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
     unsafe {
         match PREV_EXECUTOR_END {
             Some(prev) => prev(query_desc),
-            None => standard::standard_ExecutorEnd(query_desc),
+            None => unguarded::standard_ExecutorEnd(query_desc),
         }
     }
     // Measured after the standard end, so parallel workers' WAL is included.
@@ -239,12 +211,8 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let class = if flow::should_govern() {
-        utility_class(pstmt)
-    } else {
-        None
-    };
-    if class.is_none() && !changes_extension_objects(pstmt) {
+    let governed = flow::should_govern() && utility_class(pstmt).is_some();
+    if !governed && !changes_extension_objects(pstmt) {
         // SAFETY: as in executor_start.
         unsafe {
             chain_process_utility(
@@ -263,6 +231,7 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: a guarded Rust function.
     unsafe {
         govern_utility(
+            governed,
             pstmt,
             query_string,
             read_only_tree,
@@ -299,7 +268,7 @@ unsafe fn chain_process_utility(
                 dest,
                 qc,
             ),
-            None => standard::standard_ProcessUtility(
+            None => unguarded::standard_ProcessUtility(
                 pstmt,
                 query_string,
                 read_only_tree,
@@ -318,6 +287,7 @@ unsafe fn chain_process_utility(
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn govern_utility(
+    governed: bool,
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const std::ffi::c_char,
     read_only_tree: bool,
@@ -327,11 +297,7 @@ unsafe extern "C-unwind" fn govern_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let class = if flow::should_govern() {
-        utility_class(pstmt)
-    } else {
-        None
-    };
+    let class = governed.then(|| utility_class(pstmt)).flatten();
     if let Some(class) = class {
         // SAFETY: pstmt is valid for the duration of the call.
         let query_id = query_id_of(unsafe { (*pstmt).queryId });

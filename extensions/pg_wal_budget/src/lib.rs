@@ -4,8 +4,9 @@
 //! Module map: `guc` (settings), `shmem` (shared state), `hooks` (FFI hook
 //! bodies), `flow` (a statement's path through admission and reconciliation),
 //! `policies` (policy cache), `backend` (backend-local state), `profiles`
-//! and `worker` (durable profiles), `wal` (FFI helpers), `errors`, `api`
-//! (SQL functions), `preload`.
+//! and `worker` (durable profiles), `wal` (FFI helpers), `unguarded`
+//! (hot-path PostgreSQL functions called without pgrx's guard), `errors`,
+//! `api` (SQL functions), `preload`.
 use pgrx::prelude::*;
 
 mod api;
@@ -18,6 +19,7 @@ mod policies;
 mod preload;
 mod profiles;
 mod shmem;
+mod unguarded;
 mod wal;
 mod worker;
 

@@ -5,7 +5,7 @@
 //!
 //! All `unsafe` for shared memory lives here: callers get a [`Locked`] guard
 //! that derefs to safe slices.
-use crate::guc;
+use crate::{guc, unguarded};
 use governance::budget::admission::{self, Ledger, Reconciled};
 use governance::token_bucket::{BucketLimits, TokenBucket};
 use pgrx::pg_sys;
@@ -324,15 +324,16 @@ pub struct Locked {
 pub fn lock() -> Option<Locked> {
     let shared = shared()?;
     // SAFETY: the lock pointer came from GetNamedLWLockTranche and lives in
-    // shared memory for the postmaster's lifetime.
-    unsafe { pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
+    // shared memory for the postmaster's lifetime; unguarded, as explained in
+    // `unguarded`.
+    unsafe { unguarded::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
     Some(Locked { shared })
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
         // SAFETY: we hold the lock (taken in lock()).
-        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
+        unsafe { unguarded::LWLockRelease(self.shared.lock) };
     }
 }
 

@@ -1,4 +1,5 @@
 //! Small FFI helpers: WAL counters, clocks, identity, and the queue wait.
+use crate::unguarded;
 use pgrx::pg_sys;
 use std::ffi::CStr;
 
@@ -21,24 +22,8 @@ pub struct Now {
     pub epoch_ms: i64,
 }
 
-/// PostgreSQL functions called for every governed statement that only read
-/// the clock or process-local state and have no error path. Declared here
-/// without pgrx's per-call error guard (a thread check and a sigsetjmp),
-/// which costs more than the functions themselves; anything that can raise
-/// an error goes through `pg_sys` as usual.
-mod unguarded {
-    use pgrx::pg_sys::{Oid, SubTransactionId, TimestampTz};
-
-    unsafe extern "C-unwind" {
-        pub fn GetCurrentTimestamp() -> TimestampTz;
-        pub fn GetCurrentSubTransactionId() -> SubTransactionId;
-        pub fn GetUserId() -> Oid;
-    }
-}
-
 pub fn now() -> Now {
-    // SAFETY: GetCurrentTimestamp only reads the clock; it cannot raise an
-    // error, so it needs no guard.
+    // SAFETY: only reads the clock; cannot raise an error.
     let ts = unsafe { unguarded::GetCurrentTimestamp() };
     Now {
         micros: u64::try_from(ts).unwrap_or(0),

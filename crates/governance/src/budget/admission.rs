@@ -259,24 +259,6 @@ mod tests {
     }
 
     #[test]
-    fn shadow_copy_drains_with_measured_wal_and_then_would_reject() {
-        let mut shadow = TokenBucket::full(LIMITS, 0);
-        assert_eq!(
-            admit(Mode::Shadow, &mut shadow, LIMITS, 1000, 0),
-            admit_free(Reason::ShadowMode)
-        );
-        reconcile(&mut shadow, LIMITS, 0, 4000);
-        assert_eq!(
-            admit(Mode::Shadow, &mut shadow, LIMITS, 1000, 0),
-            Admission::Admit {
-                charged: 0,
-                kind: DecisionKind::WouldReject,
-                reason: Reason::BudgetExceeded
-            }
-        );
-    }
-
-    #[test]
     fn observe_never_charges_or_refuses() {
         let mut b = TokenBucket::full(LIMITS, 0);
         let a = admit(Mode::Observe, &mut b, LIMITS, 1_000_000, 0);
@@ -292,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn shadow_reports_would_reject_without_charging() {
+    fn shadow_drains_with_measured_wal_then_reports_would_reject_without_charging() {
         let mut b = TokenBucket::full(LIMITS, 0);
         assert!(matches!(
             admit(Mode::Shadow, &mut b, LIMITS, 3000, 0),

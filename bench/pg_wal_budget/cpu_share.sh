@@ -35,10 +35,16 @@ psql_ -d bench -c "CREATE EXTENSION pg_wal_budget" \
 pgbench_ -U bench -i -q -s "$SCALE" bench >/dev/null 2>&1
 psql_ -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT"
 
+# perf finds a library's unwind tables by build id in its cache; a debug and
+# a release build can share one, so forget any cached copy of the library.
+perf buildid-cache --purge "$("$(pg_config_for "$PG")" --pkglibdir)/pg_wal_budget.so" >/dev/null 2>&1 || true
 pgbench_ -U bench -b "$SCRIPT" -n -c "$CLIENTS" -j 2 -T "$((SECONDS_PER_RUN + 3))" bench >"$DIR/pgbench.txt" 2>&1 &
 sleep 2
-perf record -q --call-graph dwarf,16384 -F 1000 -a -o "$DIR/perf.data" -- sleep "$SECONDS_PER_RUN" >/dev/null 2>&1
+perf record -q --no-buildid-cache --call-graph dwarf,16384 -F 1000 -a -o "$DIR/perf.data" -- sleep "$SECONDS_PER_RUN" >/dev/null 2>&1
 wait
+psql_ -d bench -At -c "SELECT 'governed: ' || accepted_statements || ' statements admitted, '
+    || (SELECT count(*) FROM pwb.recent_decisions(1000) WHERE reason_code = 'observe_mode')
+    || ' of the last 1000 decisions under the observe policy' FROM pwb.counters()"
 echo "machine: $(nproc) cores, PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'), $SCRIPT, $CLIENTS clients, $(awk '/^tps = / {print $3}' "$DIR/pgbench.txt") TPS"
-perf script -i "$DIR/perf.data" --comm postgres -F ip,sym 2>/dev/null |
+perf script -i "$DIR/perf.data" --comm postgres -F ip,sym,dso 2>/dev/null |
     python3 "$REPO_ROOT/bench/pg_wal_budget/hook_share.py"

@@ -192,8 +192,6 @@ pub fn notify_changed() {
     BUMP_AT_COMMIT.with(|b| b.set(true));
 }
 
-/// Transaction end: publish a committed change (or a rolled-back one, which
-/// costs only a reload).
 /// Whether this transaction changed policies (for the commit callback's
 /// quick check; never panics).
 pub fn bump_pending() -> bool {
@@ -202,6 +200,8 @@ pub fn bump_pending() -> bool {
         .unwrap_or(true)
 }
 
+/// Transaction end: publish a committed change (or a rolled-back one, which
+/// costs only a reload).
 pub fn at_transaction_end() {
     if BUMP_AT_COMMIT.with(|b| b.replace(false)) {
         shmem::bump_policy_generation();

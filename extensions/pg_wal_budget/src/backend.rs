@@ -70,19 +70,21 @@ pub fn tenant() -> Option<String> {
     STATE.with_borrow(|s| s.tenant.clone())
 }
 
-// The three checks below run outside pgrx's guard (see hooks.rs), so they
-// must not panic: an unreadable state counts as "not idle", "not ours" and
-// "something to do" respectively.
+/// Reads the state without panicking, for the checks that run outside
+/// pgrx's guard (see hooks.rs); `unreadable` is the answer when the state
+/// cannot be read.
+fn peek<R>(unreadable: R, read: impl FnOnce(&State) -> R) -> R {
+    STATE
+        .try_with(|s| s.try_borrow().ok().map(|s| read(&s)))
+        .ok()
+        .flatten()
+        .unwrap_or(unreadable)
+}
 
 /// True when no governed statement is open and we are not inside our own
 /// internal queries: nested statements are part of the outer one.
 pub fn is_idle_for_admission() -> bool {
-    STATE
-        .try_with(|s| {
-            s.try_borrow()
-                .is_ok_and(|s| s.stack.is_empty() && !s.internal)
-        })
-        .unwrap_or(false)
+    peek(false, |s| s.stack.is_empty() && !s.internal)
 }
 
 pub fn set_internal(on: bool) -> bool {
@@ -110,22 +112,14 @@ pub fn push(entry: Entry) {
 }
 
 pub fn is_top(marker: usize) -> bool {
-    STATE
-        .try_with(|s| {
-            s.try_borrow()
-                .is_ok_and(|s| s.stack.last().is_some_and(|e| e.marker == marker))
-        })
-        .unwrap_or(false)
+    peek(false, |s| {
+        s.stack.last().is_some_and(|e| e.marker == marker)
+    })
 }
 
 /// Whether the transaction callback has anything to settle or charge.
 pub fn has_transaction_state() -> bool {
-    STATE
-        .try_with(|s| {
-            s.try_borrow()
-                .map_or(true, |s| !s.stack.is_empty() || s.tail.is_some())
-        })
-        .unwrap_or(true)
+    peek(true, |s| !s.stack.is_empty() || s.tail.is_some())
 }
 
 pub fn pop_if_top(marker: usize) -> Option<Entry> {

@@ -137,12 +137,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
         let Some(mut shm) = shmem::lock() else {
             return;
         };
-        let predicted = predict_statement(
-            |scope| shm.profile(scope, query_id, false).map(|p| to_profile(p)),
-            profile_scope_hash,
-            query_id,
-            class,
-        );
+        let predicted = predict_statement(&mut shm, profile_scope_hash, query_id, class);
         decision.predicted_wal_bytes = clamp_i64(predicted);
         entry.predicted = predicted;
         if profile_scope_hash != 0
@@ -255,16 +250,17 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
     }
 }
 
-/// Predicts a statement's WAL from `profile(scope_hash)`, the profile of
-/// (scope, this query id): the statement's scope first, the global profile
+/// Predicts a statement's WAL from its profiles in shared memory, keyed by
+/// (scope, query id): the statement's scope first, the global profile
 /// (scope 0) only when the scope has none, no lookup at all without a query
 /// id or with the class-fallback predictor.
 fn predict_statement(
-    mut profile: impl FnMut(i64) -> Option<Profile>,
+    shm: &mut shmem::Locked,
     scope_hash: i64,
     query_id: i64,
     class: StatementClass,
 ) -> u64 {
+    let mut profile = |scope| shm.profile(scope, query_id, false).map(|p| to_profile(p));
     let predictor = guc::predictor();
     let wants_profiles = query_id != 0 && predictor == Predictor::ProfileEwma;
     let scope_profile = wants_profiles
@@ -367,10 +363,7 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
         // Predicted now, from the profiles as they stand before this
         // statement's own measurement is learned below.
         predicted = predict_statement(
-            |scope| {
-                shm.profile(scope, entry.query_id, false)
-                    .map(|p| to_profile(p))
-            },
+            &mut shm,
             entry.profile_scope,
             entry.query_id,
             deferred.class,

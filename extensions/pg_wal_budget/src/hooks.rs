@@ -197,6 +197,57 @@ fn changes_extension_objects(pstmt: *mut pg_sys::PlannedStmt) -> bool {
     )
 }
 
+/// The arguments of one ProcessUtility call, passed on unchanged.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct UtilityCall {
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+}
+
+impl UtilityCall {
+    /// Runs the statement: the previous hook or the standard implementation.
+    ///
+    /// # Safety
+    /// The arguments are the ones PostgreSQL handed to our hook; the caller's
+    /// frame holds nothing that needs dropping if the statement raises an
+    /// ERROR (as in executor_start).
+    unsafe fn chain(self) {
+        let c = self;
+        // SAFETY: see above.
+        unsafe {
+            match PREV_PROCESS_UTILITY {
+                Some(prev) => prev(
+                    c.pstmt,
+                    c.query_string,
+                    c.read_only_tree,
+                    c.context,
+                    c.params,
+                    c.query_env,
+                    c.dest,
+                    c.qc,
+                ),
+                None => unguarded::standard_ProcessUtility(
+                    c.pstmt,
+                    c.query_string,
+                    c.read_only_tree,
+                    c.context,
+                    c.params,
+                    c.query_env,
+                    c.dest,
+                    c.qc,
+                ),
+            }
+        }
+    }
+}
+
 /// Like the executor entry points, runs unguarded for the utility statements
 /// it leaves alone (transaction control is one of them, so every explicit
 /// transaction passes here twice).
@@ -211,117 +262,49 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let governed = flow::should_govern() && utility_class(pstmt).is_some();
-    if !governed && !changes_extension_objects(pstmt) {
-        // SAFETY: as in executor_start.
-        unsafe {
-            chain_process_utility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            )
-        };
+    let call = UtilityCall {
+        pstmt,
+        query_string,
+        read_only_tree,
+        context,
+        params,
+        query_env,
+        dest,
+        qc,
+    };
+    let class = if flow::should_govern() {
+        utility_class(pstmt)
+    } else {
+        None
+    };
+    if class.is_none() && !changes_extension_objects(pstmt) {
+        // SAFETY: our hook's arguments; this frame holds nothing to drop.
+        unsafe { call.chain() };
         return;
     }
-    // SAFETY: a guarded Rust function.
-    unsafe {
-        govern_utility(
-            governed,
-            pstmt,
-            query_string,
-            read_only_tree,
-            context,
-            params,
-            query_env,
-            dest,
-            qc,
-        )
-    };
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn chain_process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    // SAFETY: chaining with the arguments we were given.
-    unsafe {
-        match PREV_PROCESS_UTILITY {
-            Some(prev) => prev(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-            None => unguarded::standard_ProcessUtility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-        }
-    }
+    // SAFETY: a guarded Rust function; the class travels as its code (0 for
+    // an ungoverned statement).
+    unsafe { govern_utility(call, class.map_or(0, StatementClass::code)) };
 }
 
 /// A governed utility statement, or one that may change this extension's
 /// objects (which makes every backend reload its policies).
 #[pg_guard]
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn govern_utility(
-    governed: bool,
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    let class = governed.then(|| utility_class(pstmt)).flatten();
+unsafe extern "C-unwind" fn govern_utility(call: UtilityCall, class_code: u8) {
+    let class = StatementClass::from_code(class_code);
     if let Some(class) = class {
         // SAFETY: pstmt is valid for the duration of the call.
-        let query_id = query_id_of(unsafe { (*pstmt).queryId });
-        let hash = query_hash(query_string);
-        flow::begin_statement(class, query_id, hash, pstmt as usize);
+        let query_id = query_id_of(unsafe { (*call.pstmt).queryId });
+        let hash = query_hash(call.query_string);
+        flow::begin_statement(class, query_id, hash, call.pstmt as usize);
     }
-    // SAFETY: as in executor_start: an ERROR below longjmps over this frame,
+    // SAFETY: our hook's arguments; an ERROR below longjmps over this frame,
     // which holds nothing that needs dropping.
-    unsafe {
-        chain_process_utility(
-            pstmt,
-            query_string,
-            read_only_tree,
-            context,
-            params,
-            query_env,
-            dest,
-            qc,
-        )
-    };
+    unsafe { call.chain() };
     if class.is_some() {
-        flow::end_statement(pstmt as usize);
+        flow::end_statement(call.pstmt as usize);
     }
-    if changes_extension_objects(pstmt) {
+    if changes_extension_objects(call.pstmt) {
         crate::shmem::bump_policy_generation();
     }
 }

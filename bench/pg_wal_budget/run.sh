@@ -5,7 +5,8 @@
 #      matching the pgbench role, pg_stat_statements alone (reference).
 #      Then the same three, without restarts, in one server with both
 #      extensions preloaded and switched by reloaded settings (AB_ROUNDS
-#      short rotated runs of AB_SECONDS for AB_CLIENTS).
+#      short rotated runs of AB_SECONDS for AB_CLIENTS), summarised both as
+#      TPS and as transactions per second of the server's CPU time.
 #   2. enforcement (run first): queue policy 1 MB/s, 4 MB burst, 4 writers
 #      flooding inserts; the rate over a 60 s window after the burst is spent,
 #      and over the whole run.
@@ -129,11 +130,11 @@ done
 # Per workload and client count: the geometric mean over rounds of each
 # configuration's TPS divided by the baseline's TPS in the same round, with a
 # 95% interval (the mean log ratio ± 2 standard errors).
-summarize() { # file baseline label
-    awk -v base="$2" -v label="$3" '{
+summarize() { # file baseline label [metric, default tps]
+    awk -v base="$2" -v label="$3" -v metric="${4:-tps}" '{
         for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
         key = f["mode"] " clients=" f["clients"]
-        tps[key, f["config"], f["round"]] = f["tps"]; keys[key] = 1; rounds[f["round"]] = 1
+        tps[key, f["config"], f["round"]] = f[metric]; keys[key] = 1; rounds[f["round"]] = 1
         if (f["config"] != base) configs[f["config"]] = 1
     } END {
         for (key in keys) for (config in configs) {
@@ -143,8 +144,8 @@ summarize() { # file baseline label
             }
             if (n < 2) continue
             mean = sum / n; se = sqrt((sq - n * mean * mean) / (n - 1) / n)
-            printf "%s summary mode=%s config=%s rounds=%d paired_ratio=%.4f ci95=[%.4f,%.4f]\n",
-                label, key, config, n, exp(mean), exp(mean - 2 * se), exp(mean + 2 * se)
+            printf "%s summary mode=%s config=%s rounds=%d %s_ratio=%.4f ci95=[%.4f,%.4f]\n",
+                label, key, config, n, metric, exp(mean), exp(mean - 2 * se), exp(mean + 2 * se)
         }
     }' "$1" | sort
 }
@@ -161,6 +162,11 @@ AB_SECONDS="${AB_SECONDS:-5}"
 AB_CLIENTS="${AB_CLIENTS:-2 4}"
 set_preload "pg_wal_budget,pg_stat_statements"
 restart
+# Unrecorded warm-up: the first runs after a restart (and after the
+# enforcement flood) are far slower, and round 1 always starts with the same
+# configuration.
+psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
+pgbench_ -U bench -c 2 -j 2 -T 10 -n bench >/dev/null 2>&1
 reload_with() { # pwb.enabled pg_stat_statements.track
     psql_ -d bench -c "ALTER SYSTEM SET pwb.enabled = $1" \
         -c "ALTER SYSTEM SET pg_stat_statements.track = $2" -c "SELECT pg_reload_conf()" >/dev/null
@@ -169,6 +175,22 @@ declare -A SETTINGS=([off]="off none" [pwb_observe]="on none" [pgss]="off top")
 AB_CONFIGS=(off pwb_observe pgss)
 AB_RESULTS="$DIR/overhead-reload.txt"
 : >"$AB_RESULTS"
+# CPU used by the server, in clock ticks: the postmaster, its children still
+# running, and (cutime/cstime) the children it has reaped, i.e. the backends
+# of finished runs. TPS on this shared 2-vCPU VM swings by ±15% from one 5 s
+# run to the next; transactions per second of server CPU shows the cost per
+# transaction without the scheduling noise.
+server_cpu_ticks() {
+    local postmaster
+    postmaster="$(head -n 1 "$DIR/data/postmaster.pid")"
+    {
+        awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat"
+        for child in $(ps -o pid= --ppid "$postmaster"); do
+            awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || true
+        done
+    } | awk '{ sum += $1 } END { print sum }'
+}
+TICKS_PER_SECOND="$(getconf CLK_TCK)"
 for round in $(seq 1 "$AB_ROUNDS"); do
     for i in 0 1 2; do
         config="${AB_CONFIGS[$(((round + i) % 3))]}"
@@ -177,14 +199,24 @@ for round in $(seq 1 "$AB_ROUNDS"); do
         for clients in $AB_CLIENTS; do
             for mode in $MODES; do
                 flag=""; [[ $mode == select_only ]] && flag="-S"
-                tps=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$AB_SECONDS" -n bench 2>/dev/null |
-                    awk '/^tps = / {print $3; exit}')
-                echo "reload round=$round config=$config mode=$mode clients=$clients tps=$tps" >>"$AB_RESULTS"
+                sleep 0.5 # the previous connections' backends have exited
+                ticks_before="$(server_cpu_ticks)"
+                out=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$AB_SECONDS" -n bench 2>/dev/null)
+                sleep 0.5
+                ticks="$(($(server_cpu_ticks) - ticks_before))"
+                tps=$(awk '/^tps = / {print $3; exit}' <<<"$out")
+                xacts=$(awk '/^number of transactions actually processed:/ {print $NF; exit}' <<<"$out")
+                xacts_per_cpu_s=$(awk -v x="$xacts" -v t="$ticks" -v hz="$TICKS_PER_SECOND" \
+                    'BEGIN { if (t > 0) printf "%.1f", x * hz / t; else print 0 }')
+                echo "reload round=$round config=$config mode=$mode clients=$clients tps=$tps" \
+                    "server_cpu_s=$(awk -v t="$ticks" -v hz="$TICKS_PER_SECOND" 'BEGIN { printf "%.2f", t / hz }')" \
+                    "xacts_per_cpu_s=$xacts_per_cpu_s" >>"$AB_RESULTS"
             done
         done
     done
 done
 summarize "$AB_RESULTS" off overhead-reload
+summarize "$AB_RESULTS" off overhead-reload-cpu xacts_per_cpu_s
 psql_ -d bench -c "ALTER SYSTEM RESET pwb.enabled" -c "ALTER SYSTEM RESET pg_stat_statements.track" >/dev/null
 
 # Shared memory at default capacities.

@@ -5,7 +5,7 @@
 #      matching the pgbench role, pg_stat_statements alone (reference).
 #      Then the same three, without restarts, in one server with both
 #      extensions preloaded and switched by reloaded settings (AB_ROUNDS
-#      short rotated runs of AB_SECONDS for AB_CLIENTS), summarised both as
+#      short runs of AB_SECONDS for AB_CLIENTS), summarised both as
 #      TPS and as transactions per second of the server's CPU time.
 #   2. enforcement (run first): queue policy 1 MB/s, 4 MB burst, 4 writers
 #      flooding inserts; the rate over a 60 s window after the burst is spent,
@@ -53,7 +53,7 @@ psql_ -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER" -c "CREATE DATABASE ben
 psql_ -d bench -c "CREATE EXTENSION pg_wal_budget" -c "CREATE EXTENSION pg_stat_statements"
 pgbench_ -U bench -i -q -s "$SCALE" bench >/dev/null 2>&1
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $("$BIN/postgres" --version | awk '{print $3}')"
-echo "pgbench: scale $SCALE, clients $CLIENTS, $SECONDS_PER_RUN s per run, $ROUNDS rounds, configurations interleaved in rotated order"
+echo "pgbench: scale $SCALE, clients $CLIENTS, $SECONDS_PER_RUN s per run, $ROUNDS rounds, configurations interleaved, all six orders in turn"
 
 # Enforcement: 4 writers under one queue policy of 1 MB/s, 4 MB burst.
 # Runs first, on a freshly vacuumed and checkpointed database, so background
@@ -102,8 +102,15 @@ psql_ -d bench -At -c "SELECT 'enforcement queued_decisions_in_ring=' || count(*
 psql_ -d bench -c "DELETE FROM pwb.policy" -c "DROP TABLE flood" -c "CHECKPOINT"
 psql_ -d bench -c "SELECT pwb.create_policy('role', 'bench', 1073741824, 1073741824, 'observe')" >/dev/null
 
-# Overhead: every round runs the three configurations, in an order rotated
-# from round to round so none always follows another; each configuration
+# The order of the three configurations in a round: all six orders in turn,
+# so that over every six rounds each configuration runs first, second and
+# third equally often and follows each other one equally often (a plain
+# rotation would always run one after the same other).
+ORDERS=("0 1 2" "1 2 0" "2 0 1" "0 2 1" "2 1 0" "1 0 2")
+order_of_round() { echo "${ORDERS[$((($1 - 1) % 6))]}"; }
+
+# Overhead: every round runs the three configurations, in an order that
+# changes from round to round (order_of_round); each configuration
 # starts from a restart, a vacuumed and checkpointed database and a short
 # unrecorded warm-up, so table growth and checkpoints do not favour one.
 CONFIGS=(none pwb_observe pgss)
@@ -111,8 +118,8 @@ declare -A PRELOAD=([none]="" [pwb_observe]="pg_wal_budget" [pgss]="pg_stat_stat
 RESULTS="$DIR/overhead.txt"
 : >"$RESULTS"
 for round in $(seq 1 "$ROUNDS"); do
-    for i in 0 1 2; do
-        config="${CONFIGS[$(((round + i) % 3))]}"
+    for i in $(order_of_round "$round"); do
+        config="${CONFIGS[$i]}"
         set_preload "${PRELOAD[$config]}"
         restart
         psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
@@ -153,7 +160,7 @@ summarize "$RESULTS" none overhead
 
 # Overhead without restarts: one server with both extensions preloaded; the
 # configurations differ only by a reloaded setting, so no restart reshuffles
-# memory between them and many short, rotated runs fit in the same time.
+# memory between them and many short runs fit in the same time.
 # Baseline: pwb.enabled = off and pg_stat_statements.track = none (each hook
 # then returns after one check); pwb_observe: pwb.enabled = on (the observe
 # policy on the bench role); pgss: pg_stat_statements.track = top.
@@ -192,8 +199,8 @@ server_cpu_ticks() {
 }
 TICKS_PER_SECOND="$(getconf CLK_TCK)"
 for round in $(seq 1 "$AB_ROUNDS"); do
-    for i in 0 1 2; do
-        config="${AB_CONFIGS[$(((round + i) % 3))]}"
+    for i in $(order_of_round "$round"); do
+        config="${AB_CONFIGS[$i]}"
         reload_with ${SETTINGS[$config]}
         psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
         for clients in $AB_CLIENTS; do

@@ -222,28 +222,17 @@ impl UtilityCall {
         let c = self;
         // SAFETY: see above.
         unsafe {
-            match PREV_PROCESS_UTILITY {
-                Some(prev) => prev(
-                    c.pstmt,
-                    c.query_string,
-                    c.read_only_tree,
-                    c.context,
-                    c.params,
-                    c.query_env,
-                    c.dest,
-                    c.qc,
-                ),
-                None => unguarded::standard_ProcessUtility(
-                    c.pstmt,
-                    c.query_string,
-                    c.read_only_tree,
-                    c.context,
-                    c.params,
-                    c.query_env,
-                    c.dest,
-                    c.qc,
-                ),
-            }
+            let next = PREV_PROCESS_UTILITY.unwrap_or(unguarded::standard_ProcessUtility);
+            next(
+                c.pstmt,
+                c.query_string,
+                c.read_only_tree,
+                c.context,
+                c.params,
+                c.query_env,
+                c.dest,
+                c.qc,
+            )
         }
     }
 }

@@ -10,24 +10,16 @@
 #        into that PostgreSQL (a release build, as for run.sh) and Linux perf
 #        (installed from the distribution's linux-perf package if missing).
 set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-source "$REPO_ROOT/scripts/lib.sh"
-unset RUST_BACKTRACE
-PG="${PG:-15}"
 CLIENTS="${CLIENTS:-2}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 SCALE="${SCALE:-10}"
 SCRIPT="${SCRIPT:-tpcb-like}"
 DIR="${BENCH_DIR:-/tmp/pwb-cpu-share}"
-BIN="$(pg_bindir_for "$PG")"
-PORT="$(free_port)"
+source "$(dirname "$0")/common.sh"
 command -v perf >/dev/null || { as_root apt-get install -y -qq linux-perf >/dev/null; }
-psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
-pgbench_() { as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$PORT" "$@"; }
 
 cluster_init "$DIR" "$PG" "shared_preload_libraries = 'pg_wal_budget'" "shared_buffers = 256MB" \
     "compute_query_id = on" "max_wal_size = 1GB" "synchronous_commit = off"
-trap 'as_server_user "$BIN/pg_ctl" -D "$DIR/data" -w -m immediate stop >/dev/null 2>&1 || true' EXIT
 cluster_start "$DIR" "$PG" "$PORT"
 psql_ -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER" -c "CREATE DATABASE bench OWNER bench"
 psql_ -d bench -c "CREATE EXTENSION pg_wal_budget" \

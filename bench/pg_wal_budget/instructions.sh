@@ -13,27 +13,20 @@
 #        pg_wal_budget installed into that PostgreSQL (a release build, as for
 #        run.sh) and valgrind (installed from the distribution if missing).
 set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-source "$REPO_ROOT/scripts/lib.sh"
-unset RUST_BACKTRACE
-PG="${PG:-15}"
 XACTS="${XACTS:-1000}"
 SCALE="${SCALE:-1}"
 DIR="${BENCH_DIR:-/tmp/pwb-instructions}"
-BIN="$(pg_bindir_for "$PG")"
-PORT="$(free_port)"
+source "$(dirname "$0")/common.sh"
 command -v valgrind >/dev/null || { as_root apt-get install -y -qq valgrind >/dev/null; }
-psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
 
 # A pristine data directory: pgbench tables and the observe policy on the
 # role the single-user backend runs as (postgres).
 cluster_init "$DIR" "$PG" "shared_preload_libraries = 'pg_wal_budget'" "compute_query_id = on"
-trap 'as_server_user "$BIN/pg_ctl" -D "$DIR/data" -w -m immediate stop >/dev/null 2>&1 || true' EXIT
 cluster_start "$DIR" "$PG" "$PORT"
 psql_ -d postgres -c "CREATE DATABASE bench"
 psql_ -d bench -c "CREATE EXTENSION pg_wal_budget" \
     -c "SELECT pwb.create_policy('role', 'postgres', 1073741824, 1073741824, 'observe')" >/dev/null
-as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -q -s "$SCALE" bench >/dev/null 2>&1
+pgbench_ -U postgres -i -q -s "$SCALE" bench >/dev/null 2>&1
 psql_ -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT"
 cluster_stop "$DIR" "$PG"
 

@@ -19,10 +19,6 @@
 #        (cd extensions/pg_wal_budget && cargo pgrx install --release \
 #           --no-default-features --features pg15 --pg-config "$(pg_config of PG)")
 set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-source "$REPO_ROOT/scripts/lib.sh"
-unset RUST_BACKTRACE
-PG="${PG:-15}"
 ROUNDS="${ROUNDS:-5}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 CLIENTS="${CLIENTS:-2 4 8}"
@@ -30,10 +26,7 @@ MODES="${MODES:-select_only tpcb}"
 SCALE="${SCALE:-10}"
 FLOOD_SECONDS="${FLOOD_SECONDS:-60}"
 DIR="${BENCH_DIR:-/tmp/pwb-bench}"
-BIN="$(pg_bindir_for "$PG")"
-PORT="$(free_port)"
-psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
-pgbench_() { as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$PORT" "$@"; }
+source "$(dirname "$0")/common.sh"
 
 cluster_init "$DIR" "$PG" "max_connections = 50" "shared_buffers = 256MB" \
     "compute_query_id = on" "max_wal_size = 1GB" "checkpoint_timeout = 15min" "synchronous_commit = off"
@@ -45,7 +38,6 @@ restart() {
     as_server_user "$BIN/pg_ctl" -D "$DIR/data" -w -m fast stop >/dev/null 2>&1 || true
     cluster_start "$DIR" "$PG" "$PORT"
 }
-trap 'as_server_user "$BIN/pg_ctl" -D "$DIR/data" -w -m immediate stop >/dev/null 2>&1 || true' EXIT
 
 set_preload "pg_wal_budget"
 restart

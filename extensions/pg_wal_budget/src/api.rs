@@ -231,6 +231,9 @@ fn scope_stats() -> TableIterator<
 > {
     drop(require_shmem());
     policies::refresh_if_stale();
+    // Only policies this session can see: a deleted policy's slot is kept
+    // until the table needs it (see `policies::sync_shared`).
+    let visible = crate::backend::loaded_policy_ids();
     let dboid = crate::wal::database_oid();
     let now = crate::wal::now_micros();
     let mut shm = require_shmem();
@@ -238,7 +241,7 @@ fn scope_stats() -> TableIterator<
     for slot in shm
         .policies()
         .iter_mut()
-        .filter(|s| s.used && s.dboid == dboid)
+        .filter(|s| s.used && s.dboid == dboid && visible.contains(&s.policy_id))
     {
         let limits = governance::token_bucket::BucketLimits {
             rate_per_sec: slot.rate,

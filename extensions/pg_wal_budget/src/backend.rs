@@ -175,6 +175,11 @@ pub fn install_policies(policies: Vec<CachedPolicy>, generation: u64, dboid: u32
     });
 }
 
+/// The ids of the policies this backend has loaded.
+pub fn loaded_policy_ids() -> Vec<i32> {
+    STATE.with_borrow(|s| s.policies.iter().map(|p| p.key.policy_id).collect())
+}
+
 /// Where a statement comes from and which policy governs it.
 #[derive(Debug)]
 pub struct Resolution {

@@ -161,7 +161,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
 
         let slot_index = m
             .slot
-            .filter(|&i| shm.policy_slot((i, m.policy_id), dboid).is_some());
+            .and_then(|i| shm.policy_slot_index((i, m.policy_id), dboid));
         let Some(slot_index) = slot_index else {
             // The policy has no shared bucket: the bucket table is full.
             decision.decision_kind = DecisionKind::InternalErrorFailOpen.code();

@@ -180,21 +180,41 @@ fn utility_class(pstmt: *mut pg_sys::PlannedStmt) -> Option<StatementClass> {
     }
 }
 
-fn changes_extension_objects(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+fn utility_tag(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::NodeTag> {
     // SAFETY: as in utility_class.
     let node = unsafe { (*pstmt).utilityStmt };
-    if node.is_null() {
-        return false;
-    }
-    // SAFETY: node is non-null.
-    let tag = unsafe { (*node).type_ };
+    // SAFETY: node is non-null when dereferenced.
+    (!node.is_null()).then(|| unsafe { (*node).type_ })
+}
+
+fn changes_extension_objects(pstmt: *mut pg_sys::PlannedStmt) -> bool {
     matches!(
-        tag,
-        pg_sys::NodeTag::T_DropStmt
-            | pg_sys::NodeTag::T_CreateExtensionStmt
-            | pg_sys::NodeTag::T_AlterExtensionStmt
-            | pg_sys::NodeTag::T_AlterExtensionContentsStmt
+        utility_tag(pstmt),
+        Some(
+            pg_sys::NodeTag::T_DropStmt
+                | pg_sys::NodeTag::T_CreateExtensionStmt
+                | pg_sys::NodeTag::T_AlterExtensionStmt
+                | pg_sys::NodeTag::T_AlterExtensionContentsStmt
+        )
     )
+}
+
+fn is_drop_database(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    utility_tag(pstmt) == Some(pg_sys::NodeTag::T_DropdbStmt)
+}
+
+/// The database a DROP DATABASE statement names, if it exists.
+fn database_to_drop(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
+    if !is_drop_database(pstmt) {
+        return None;
+    }
+    // SAFETY: the tag says utilityStmt is a DropdbStmt, whose dbname is a
+    // valid string; get_database_oid with missing_ok = true only looks up.
+    let oid = unsafe {
+        let stmt = (*pstmt).utilityStmt.cast::<pg_sys::DropdbStmt>();
+        pg_sys::get_database_oid((*stmt).dbname, true)
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
 /// The arguments of one ProcessUtility call, passed on unchanged.
@@ -266,7 +286,7 @@ unsafe extern "C-unwind" fn process_utility(
     } else {
         None
     };
-    if class.is_none() && !changes_extension_objects(pstmt) {
+    if class.is_none() && !changes_extension_objects(pstmt) && !is_drop_database(pstmt) {
         // SAFETY: our hook's arguments; this frame holds nothing to drop.
         unsafe { call.chain() };
         return;
@@ -276,11 +296,13 @@ unsafe extern "C-unwind" fn process_utility(
     unsafe { govern_utility(call, class.map_or(0, StatementClass::code)) };
 }
 
-/// A governed utility statement, or one that may change this extension's
-/// objects (which makes every backend reload its policies).
+/// A governed utility statement, one that may change this extension's
+/// objects (which makes every backend reload its policies), or DROP DATABASE
+/// (which frees the dropped database's budget buckets).
 #[pg_guard]
 unsafe extern "C-unwind" fn govern_utility(call: UtilityCall, class_code: u8) {
     let class = StatementClass::from_code(class_code);
+    let dropped_database = database_to_drop(call.pstmt);
     if let Some(class) = class {
         // SAFETY: pstmt is valid for the duration of the call.
         let query_id = query_id_of(unsafe { (*call.pstmt).queryId });
@@ -294,6 +316,13 @@ unsafe extern "C-unwind" fn govern_utility(call: UtilityCall, class_code: u8) {
         flow::end_statement(call.pstmt as usize);
     }
     if changes_extension_objects(call.pstmt) {
+        crate::shmem::bump_policy_generation();
+    }
+    if let Some(dboid) = dropped_database {
+        // DROP DATABASE cannot run in a transaction block, so it commits as
+        // soon as it returns. Policies that found the bucket table full get
+        // another chance at the next reload.
+        policies::release_database_slots(dboid.to_u32());
         crate::shmem::bump_policy_generation();
     }
 }

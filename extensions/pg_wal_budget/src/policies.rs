@@ -4,6 +4,7 @@
 //! on `pwb.policy` (and again at commit) and by extension DDL, tells backends
 //! to reload.
 use crate::backend::{self, CachedPolicy};
+use crate::shmem::PolicySlot;
 use crate::{shmem, wal};
 use governance::budget::policy::{Mode, PolicyKey};
 use governance::budget::scope::{ScopeKind, scope_hash};
@@ -33,8 +34,13 @@ pub fn refresh_if_stale() {
     if !unsafe { pg_sys::IsTransactionState() } {
         return;
     }
-    let rows = read_rows();
-    let cached = sync_shared(&rows, dboid);
+    let cached = match read_rows() {
+        Some(rows) => sync_shared(&rows, dboid),
+        None => {
+            release_database_slots(dboid);
+            Vec::new()
+        }
+    };
     pgrx::debug1!(
         "pg_wal_budget: loaded {} policies at generation {generation}",
         cached.len()
@@ -48,10 +54,11 @@ fn extension_installed() -> bool {
 }
 
 /// Reads `pwb.policy` as the bootstrap superuser (the statement's user need
-/// not see the table), with our own hooks switched off.
-fn read_rows() -> Vec<Row> {
+/// not see the table), with our own hooks switched off; `None` when the
+/// extension is not installed in this database.
+fn read_rows() -> Option<Vec<Row>> {
     if !extension_installed() {
-        return Vec::new();
+        return None;
     }
     let _internal = backend::InternalScope::enter();
     let mut save_user = pg_sys::InvalidOid;
@@ -114,22 +121,41 @@ fn read_rows() -> Vec<Row> {
         pg_sys::PopActiveSnapshot();
         pg_sys::SetUserIdAndSecContext(save_user, save_ctx);
     }
-    rows.unwrap_or_default()
+    Some(rows.unwrap_or_default())
+}
+
+/// The extension is gone from database `dboid` (DROP EXTENSION, DROP
+/// DATABASE): its policies' buckets go too, so a later CREATE EXTENSION,
+/// which numbers policies from 1 again, starts with full buckets.
+pub fn release_database_slots(dboid: u32) {
+    let Some(mut shm) = shmem::lock() else {
+        return;
+    };
+    for slot in shm
+        .policies()
+        .iter_mut()
+        .filter(|s| s.used && s.dboid == dboid)
+    {
+        slot.used = false;
+    }
 }
 
 /// Mirrors this database's rows into the shared slots, keeping bucket state
 /// for policies that already had a slot, and returns the local cache.
+///
+/// A slot whose policy this backend cannot see is left alone while free
+/// slots remain: the policy may be deleted, but it may as well be another
+/// session's uncommitted policy, or one committed after `rows` were read, and
+/// freeing its slot would leave the backends using it without a bucket.
+/// Such slots are reclaimed only when a visible policy needs one and the
+/// table is full.
 fn sync_shared(rows: &[Row], dboid: u32) -> Vec<CachedPolicy> {
     let now = wal::now_micros();
     let Some(mut shm) = shmem::lock() else {
         return Vec::new();
     };
     let slots = shm.policies();
-    for slot in slots.iter_mut() {
-        if slot.used && slot.dboid == dboid && !rows.iter().any(|r| r.policy_id == slot.policy_id) {
-            slot.used = false;
-        }
-    }
+    let visible = |slot: &PolicySlot| rows.iter().any(|r| r.policy_id == slot.policy_id);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let limits = BucketLimits {
@@ -140,7 +166,9 @@ fn sync_shared(rows: &[Row], dboid: u32) -> Vec<CachedPolicy> {
         let existing = slots
             .iter()
             .position(|s| s.used && s.dboid == dboid && s.policy_id == row.policy_id);
-        let index = existing.or_else(|| slots.iter().position(|s| !s.used));
+        let index = existing
+            .or_else(|| slots.iter().position(|s| !s.used))
+            .or_else(|| slots.iter().position(|s| s.dboid == dboid && !visible(s)));
         if let Some(i) = index {
             let slot = &mut slots[i];
             let old_limits = slot.limits();

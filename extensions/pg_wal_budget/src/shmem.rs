@@ -358,16 +358,27 @@ impl Locked {
         self.slice(l.buckets_off, l.caps.buckets)
     }
 
-    /// The slot at `index` if it still holds `policy_id` of database `dboid`
-    /// (a backend's cached slot index can be stale after a reload).
-    pub fn policy_slot(
+    /// The index of the slot holding `policy_id` of database `dboid`: `hint`
+    /// (the backend's cached index) when it still does, else wherever another
+    /// backend's reload has put the policy since. The search runs only when
+    /// the hint is stale, which is rare.
+    pub fn policy_slot_index(
         &mut self,
-        (index, policy_id): (usize, i32),
+        (hint, policy_id): (usize, i32),
         dboid: u32,
-    ) -> Option<&mut PolicySlot> {
-        self.policies()
-            .get_mut(index)
-            .filter(|s| s.holds(policy_id, dboid))
+    ) -> Option<usize> {
+        let slots = self.policies();
+        if slots.get(hint).is_some_and(|s| s.holds(policy_id, dboid)) {
+            return Some(hint);
+        }
+        slots.iter().position(|s| s.holds(policy_id, dboid))
+    }
+
+    /// The slot holding `policy_id` of database `dboid` (see
+    /// [`Self::policy_slot_index`]).
+    pub fn policy_slot(&mut self, policy: (usize, i32), dboid: u32) -> Option<&mut PolicySlot> {
+        let index = self.policy_slot_index(policy, dboid)?;
+        self.policies().get_mut(index)
     }
 
     pub fn profiles(&mut self) -> &mut [ProfileSlot] {

@@ -570,6 +570,118 @@ fn internal_failure_fails_open_or_errors_per_guc() {
         .execute("INSERT INTO t (payload) VALUES ('x')", &[])
         .unwrap_err();
     assert_eq!(sqlstate(&err), Some("53000"), "{err}");
+
+    // Deleting the policy that holds the only bucket lets the next reload
+    // give it to the policy that had none: the writer is governed again.
+    admin
+        .batch_execute("DELETE FROM pwb.policy WHERE scope_kind = 'database'")
+        .unwrap();
+    write_wal(&mut writer, 1);
+    let listed: Vec<String> = admin
+        .query(
+            "SELECT p.scope_value FROM pwb.scope_stats() s JOIN pwb.policy p USING (policy_id)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(listed, ["writer"]);
+}
+
+#[test]
+fn dropping_a_database_frees_its_budget_buckets() {
+    let cluster = Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("pwb.budget_bucket_capacity", "1")
+        .start();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    admin.batch_execute("CREATE DATABASE tenant_db").unwrap();
+    {
+        let mut tenant = cluster.connect_as("postgres", "tenant_db");
+        tenant
+            .batch_execute("CREATE EXTENSION pg_wal_budget")
+            .unwrap();
+        let id = create_policy(
+            &mut tenant,
+            "SELECT pwb.create_policy('database', 'tenant_db', 1000, 2000000, 'observe')",
+        );
+        assert_eq!(listed_policies(&mut tenant), [id]);
+    }
+    // The only bucket belongs to tenant_db.
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 2000000, 'queue')",
+    );
+    assert_eq!(listed_policies(&mut admin), Vec::<i32>::new());
+    wait_for(
+        Duration::from_secs(10),
+        "tenant_db's session to end",
+        || admin.batch_execute("DROP DATABASE tenant_db").is_ok(),
+    );
+    assert_eq!(listed_policies(&mut admin), [id]);
+}
+
+fn listed_policies(client: &mut Client) -> Vec<i32> {
+    client
+        .query("SELECT policy_id FROM pwb.scope_stats() ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_session_that_cannot_see_a_policy_leaves_its_bucket_alone() {
+    let (cluster, mut admin) = budget_cluster_with_admin();
+    let mut other = cluster.connect();
+    // An uncommitted policy governs its own session at once (prediction
+    // 16 kB, burst 1000 bytes).
+    admin.batch_execute("BEGIN").unwrap();
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'postgres', 1000, 1000, 'reject')",
+    );
+    assert_eq!(listed_policies(&mut admin), [id]);
+    // Another session reloads (the generation moved) without seeing it...
+    assert_eq!(listed_policies(&mut other), Vec::<i32>::new());
+    // ...and the policy keeps its bucket in the session that created it.
+    assert_eq!(listed_policies(&mut admin), [id]);
+    let err = admin
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    admin.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(listed_policies(&mut admin), Vec::<i32>::new());
+    let fail_open: i64 = admin
+        .query_one("SELECT internal_fail_open_count FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(fail_open, 0);
+
+    // A repeatable-read transaction whose snapshot predates a policy is
+    // governed by it all the same: policies are read with a fresh snapshot.
+    let mut writer = cluster.connect_as("writer", "postgres");
+    writer
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t")
+        .unwrap();
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000, 1000, 'reject')",
+    );
+    let err = writer
+        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    writer.batch_execute("ROLLBACK").unwrap();
+
+    // A deleted policy stops governing and is no longer listed.
+    admin
+        .batch_execute(&format!("DELETE FROM pwb.policy WHERE policy_id = {id}"))
+        .unwrap();
+    assert_eq!(listed_policies(&mut admin), Vec::<i32>::new());
+    write_wal(&mut writer, 1);
 }
 
 #[test]

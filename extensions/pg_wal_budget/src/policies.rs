@@ -1,8 +1,8 @@
 //! The shared-memory policy cache: the durable `pwb.policy` table of each
 //! database is mirrored into shared slots (one token bucket per policy) and
 //! into each backend's local copy. A generation counter, bumped by a trigger
-//! on `pwb.policy` (and again at commit) and by extension DDL, tells backends
-//! to reload.
+//! on `pwb.policy` (and again at commit), by extension DDL and by DROP
+//! DATABASE, tells backends to reload.
 use crate::backend::{self, CachedPolicy};
 use crate::shmem::PolicySlot;
 use crate::{shmem, wal};

@@ -126,28 +126,6 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     done
 done
-# Per workload and client count: the geometric mean over rounds of each
-# configuration's TPS divided by the baseline's TPS in the same round, with a
-# 95% interval (the mean log ratio ± 2 standard errors).
-summarize() { # file baseline label [metric, default tps]
-    awk -v base="$2" -v label="$3" -v metric="${4:-tps}" '{
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-        key = f["mode"] " clients=" f["clients"]
-        tps[key, f["config"], f["round"]] = f[metric]; keys[key] = 1; rounds[f["round"]] = 1
-        if (f["config"] != base) configs[f["config"]] = 1
-    } END {
-        for (key in keys) for (config in configs) {
-            sum = 0; sq = 0; n = 0
-            for (r in rounds) if (tps[key, base, r] > 0 && tps[key, config, r] > 0) {
-                x = log(tps[key, config, r] / tps[key, base, r]); sum += x; sq += x * x; n++
-            }
-            if (n < 2) continue
-            mean = sum / n; se = sqrt((sq - n * mean * mean) / (n - 1) / n)
-            printf "%s summary mode=%s config=%s rounds=%d %s_ratio=%.4f ci95=[%.4f,%.4f]\n",
-                label, key, config, n, metric, exp(mean), exp(mean - 2 * se), exp(mean + 2 * se)
-        }
-    }' "$1" | sort
-}
 summarize "$RESULTS" none overhead
 
 # Overhead without restarts: one server with both extensions preloaded; the

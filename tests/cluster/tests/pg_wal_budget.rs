@@ -1,7 +1,7 @@
 //! pg_wal_budget in a real server: several sessions, queueing, cancellation,
 //! restarts, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use cluster_tests::{Client, Cluster, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, PgError, sqlstate, wait_for};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,20 @@ fn alter_system(client: &mut Client, setting: &str) {
 
 fn create_policy(client: &mut Client, sql: &str) -> i32 {
     client.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// Runs `sql`, which must fail with SQLSTATE `code`; returns the error.
+fn assert_refused(client: &mut Client, sql: &str, code: &str) -> PgError {
+    let err = client.execute(sql, &[]).unwrap_err();
+    assert_eq!(sqlstate(&err), Some(code), "{sql}: {err}");
+    err
+}
+
+fn fail_open_count(client: &mut Client) -> i64 {
+    client
+        .query_one("SELECT internal_fail_open_count FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0)
 }
 
 /// Makes the writer's bucket owe about `bytes` of WAL: one statement under an
@@ -120,10 +134,7 @@ fn reject_mode_refuses_with_53400_and_detail_then_admits_after_refill() {
     let (avail, debt) = available(&mut admin, id);
     assert_eq!(avail, 0);
     assert!(debt > 100_000, "debt {debt}");
-    let err = writer
-        .execute("INSERT INTO t (payload) VALUES ('y')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    let err = assert_refused(&mut writer, "INSERT INTO t (payload) VALUES ('y')", "53400");
     let db = err.as_db_error().unwrap();
     let detail = db.detail().unwrap_or("");
     assert!(detail.contains("Predicted WAL is"), "{detail}");
@@ -559,17 +570,10 @@ fn internal_failure_fails_open_or_errors_per_guc() {
     );
     let mut writer = cluster.connect_as("writer", "postgres");
     write_wal(&mut writer, 1);
-    let fail_open: i64 = admin
-        .query_one("SELECT internal_fail_open_count FROM pwb.counters()", &[])
-        .unwrap()
-        .get(0);
-    assert!(fail_open >= 1);
+    assert!(fail_open_count(&mut admin) >= 1);
     alter_system(&mut admin, "pwb.fail_open = off");
     let mut writer = cluster.connect_as("writer", "postgres");
-    let err = writer
-        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("53000"), "{err}");
+    assert_refused(&mut writer, "INSERT INTO t (payload) VALUES ('x')", "53000");
 
     // Deleting the policy that holds the only bucket lets the next reload
     // give it to the policy that had none: the writer is governed again.
@@ -648,17 +652,10 @@ fn a_session_that_cannot_see_a_policy_leaves_its_bucket_alone() {
     assert_eq!(listed_policies(&mut other), Vec::<i32>::new());
     // ...and the policy keeps its bucket in the session that created it.
     assert_eq!(listed_policies(&mut admin), [id]);
-    let err = admin
-        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    assert_refused(&mut admin, "INSERT INTO t (payload) VALUES ('x')", "53400");
     admin.batch_execute("ROLLBACK").unwrap();
     assert_eq!(listed_policies(&mut admin), Vec::<i32>::new());
-    let fail_open: i64 = admin
-        .query_one("SELECT internal_fail_open_count FROM pwb.counters()", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(fail_open, 0);
+    assert_eq!(fail_open_count(&mut admin), 0);
 
     // A repeatable-read transaction whose snapshot predates a policy is
     // governed by it all the same: policies are read with a fresh snapshot.
@@ -670,10 +667,7 @@ fn a_session_that_cannot_see_a_policy_leaves_its_bucket_alone() {
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 1000, 1000, 'reject')",
     );
-    let err = writer
-        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("53400"), "{err}");
+    assert_refused(&mut writer, "INSERT INTO t (payload) VALUES ('x')", "53400");
     writer.batch_execute("ROLLBACK").unwrap();
 
     // A deleted policy stops governing and is no longer listed.
@@ -694,10 +688,7 @@ fn policy_changes_reach_other_sessions_and_emergency_disable_works() {
         "SELECT pwb.create_policy('role', 'writer', 1000, 1000, 'reject')",
     );
     // Prediction (learned or 16 kB default) exceeds the 1000-byte burst.
-    let err = writer
-        .execute("INSERT INTO t (payload) VALUES ('x')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("53400"));
+    assert_refused(&mut writer, "INSERT INTO t (payload) VALUES ('x')", "53400");
     admin
         .batch_execute(&format!("SELECT pwb.set_policy_mode({id}, 'observe')"))
         .unwrap();
@@ -709,10 +700,7 @@ fn policy_changes_reach_other_sessions_and_emergency_disable_works() {
         .unwrap();
     // A statement without a learned profile is predicted at the 16 kB
     // class default, beyond the burst.
-    let err = writer
-        .execute("INSERT INTO t (payload) SELECT 'z'", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("53400"));
+    assert_refused(&mut writer, "INSERT INTO t (payload) SELECT 'z'", "53400");
     // The documented emergency switch, by a superuser governed by a policy
     // that would reject everything.
     create_policy(

@@ -1,8 +1,8 @@
 # What the pg_wal_budget benchmark scripts share, sourced once each script has
 # set DIR (its throwaway cluster's directory): the project's shell library, the
 # PostgreSQL version (PG, default 15) and its binaries, a free port, psql and
-# pgbench against that cluster, stopping its server when the script exits, and
-# the summary of paired TPS ratios.
+# pgbench against that cluster, stopping its server when the script exits,
+# what the overhead benchmarks share, and the summary of paired TPS ratios.
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$REPO_ROOT/scripts/lib.sh"
 unset RUST_BACKTRACE
@@ -12,6 +12,14 @@ PORT="$(free_port)"
 psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
 pgbench_() { as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$PORT" "$@"; }
 trap 'as_server_user "$BIN/pg_ctl" -D "$DIR/data" -w -m immediate stop >/dev/null 2>&1 || true' EXIT
+
+# The servers of the overhead benchmarks (run.sh, simultaneous.sh).
+OVERHEAD_SERVER_SETTINGS=("max_connections = 50" "shared_buffers = 256MB" "compute_query_id = on"
+    "max_wal_size = 1GB" "checkpoint_timeout = 15min" "synchronous_commit = off")
+# pgbench's option for a workload (MODES): -S for select_only, none for tpcb.
+mode_flag() { if [[ $1 == select_only ]]; then echo "-S"; fi; }
+# The TPS in pgbench's output, read from stdin or the files given.
+tps_of() { awk '/^tps = / {print $3; exit}' "$@"; }
 
 # Per workload and client count: the geometric mean over rounds of each
 # configuration's TPS divided by the baseline's TPS in the same round, with a

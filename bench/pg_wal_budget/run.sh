@@ -28,8 +28,7 @@ FLOOD_SECONDS="${FLOOD_SECONDS:-60}"
 DIR="${BENCH_DIR:-/tmp/pwb-bench}"
 source "$(dirname "$0")/common.sh"
 
-cluster_init "$DIR" "$PG" "max_connections = 50" "shared_buffers = 256MB" \
-    "compute_query_id = on" "max_wal_size = 1GB" "checkpoint_timeout = 15min" "synchronous_commit = off"
+cluster_init "$DIR" "$PG" "${OVERHEAD_SERVER_SETTINGS[@]}"
 AUTOCONF="$DIR/data/postgresql.auto.conf"
 set_preload() {
     echo "shared_preload_libraries = '$1'" | as_server_user tee "$AUTOCONF" >/dev/null
@@ -118,9 +117,8 @@ for round in $(seq 1 "$ROUNDS"); do
         pgbench_ -U bench -S -c 2 -j 2 -T 3 -n bench >/dev/null 2>&1
         for clients in $CLIENTS; do
             for mode in $MODES; do
-                flag=""; [[ $mode == select_only ]] && flag="-S"
-                tps=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -n bench 2>/dev/null |
-                    awk '/^tps = / {print $3; exit}')
+                tps=$(pgbench_ -U bench $(mode_flag "$mode") -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -n bench \
+                    2>/dev/null | tps_of)
                 echo "overhead round=$round config=$config mode=$mode clients=$clients tps=$tps" | tee -a "$RESULTS"
             done
         done
@@ -175,13 +173,12 @@ for round in $(seq 1 "$AB_ROUNDS"); do
         psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
         for clients in $AB_CLIENTS; do
             for mode in $MODES; do
-                flag=""; [[ $mode == select_only ]] && flag="-S"
                 sleep 0.5 # the previous connections' backends have exited
                 ticks_before="$(server_cpu_ticks)"
-                out=$(pgbench_ -U bench $flag -c "$clients" -j 2 -T "$AB_SECONDS" -n bench 2>/dev/null)
+                out=$(pgbench_ -U bench $(mode_flag "$mode") -c "$clients" -j 2 -T "$AB_SECONDS" -n bench 2>/dev/null)
                 sleep 0.5
                 ticks="$(($(server_cpu_ticks) - ticks_before))"
-                tps=$(awk '/^tps = / {print $3; exit}' <<<"$out")
+                tps=$(tps_of <<<"$out")
                 xacts=$(awk '/^number of transactions actually processed:/ {print $NF; exit}' <<<"$out")
                 xacts_per_cpu_s=$(awk -v x="$xacts" -v t="$ticks" -v hz="$TICKS_PER_SECOND" \
                     'BEGIN { if (t > 0) printf "%.1f", x * hz / t; else print 0 }')

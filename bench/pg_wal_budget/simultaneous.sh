@@ -28,9 +28,8 @@ SERVERS=(a b)
 declare -A PORTS
 trap 'for s in "${SERVERS[@]}"; do cluster_stop "$DIR/$s" "$PG" immediate; done' EXIT
 for s in "${SERVERS[@]}"; do
-    cluster_init "$DIR/$s" "$PG" "max_connections = 50" "shared_buffers = 256MB" \
-        "compute_query_id = on" "max_wal_size = 1GB" "checkpoint_timeout = 15min" \
-        "synchronous_commit = off" "shared_preload_libraries = 'pg_wal_budget,pg_stat_statements'"
+    cluster_init "$DIR/$s" "$PG" "${OVERHEAD_SERVER_SETTINGS[@]}" \
+        "shared_preload_libraries = 'pg_wal_budget,pg_stat_statements'"
     PORTS[$s]="$(free_port)"
     cluster_start "$DIR/$s" "$PG" "${PORTS[$s]}"
 done
@@ -63,14 +62,13 @@ for round in $(seq 1 "$ROUNDS"); do
         set_on_server "$off_side" $OFF_SETTINGS
         for clients in $CLIENTS; do
             for mode in $MODES; do
-                flag=""; [[ $mode == select_only ]] && flag="-S"
                 for s in "${SERVERS[@]}"; do
-                    pgbench_on "$s" -U bench $flag -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -n bench \
+                    pgbench_on "$s" -U bench $(mode_flag "$mode") -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -n bench \
                         >"$DIR/$s.out" 2>/dev/null &
                 done
                 wait
-                tps_on=$(awk '/^tps = / {print $3; exit}' "$DIR/$on_side.out")
-                tps_off=$(awk '/^tps = / {print $3; exit}' "$DIR/$off_side.out")
+                tps_on=$(tps_of "$DIR/$on_side.out")
+                tps_off=$(tps_of "$DIR/$off_side.out")
                 # Each pair is its own round for the summary, against its own baseline.
                 echo "pair round=$round-$feature config=$feature mode=$mode clients=$clients tps=$tps_on server=$on_side" >>"$RESULTS"
                 echo "pair round=$round-$feature config=off mode=$mode clients=$clients tps=$tps_off server=$off_side" >>"$RESULTS"

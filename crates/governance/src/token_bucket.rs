@@ -81,6 +81,14 @@ impl TokenBucket {
         }
     }
 
+    /// The tokens the bucket would hold at `now_micros`, without refilling it:
+    /// for readers that must not write the bucket (a shared one especially).
+    pub fn available_at(&self, limits: BucketLimits, now_micros: u64) -> u64 {
+        let mut refilled = *self;
+        refilled.refill(limits, now_micros);
+        refilled.available
+    }
+
     /// Refills, then takes `amount` tokens if they are all there.
     pub fn try_charge(
         &mut self,
@@ -198,6 +206,18 @@ mod tests {
         assert_eq!(wait_micros, 133_334);
         bucket.refill(limits, 200_000 + wait_micros);
         assert_eq!(bucket.check(limits, 1), Ok(()));
+    }
+
+    #[test]
+    fn available_at_reads_ahead_without_refilling() {
+        let mut bucket = TokenBucket::full(LIMITS, 0);
+        bucket.try_charge(LIMITS, 4000, 0).unwrap();
+        let before = bucket;
+        assert_eq!(bucket.available_at(LIMITS, 1_500_000), 1500);
+        assert_eq!(bucket.available_at(LIMITS, 60_000_000), 4000);
+        assert_eq!(bucket, before, "reading ahead leaves the bucket as it was");
+        bucket.refill(LIMITS, 1_500_000);
+        assert_eq!(bucket.available(), 1500);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! SQL functions in schema `pwb`. Argument names and defaults follow the
 //! document; validation lives in `governance::budget::policy`.
-use crate::{backend, errors, policies, profiles, shmem};
+use crate::{backend, errors, flow, policies, profiles, shmem};
 use governance::budget::admission::{DecisionKind, Reason};
 use governance::budget::policy;
 use governance::budget::predict::StatementClass;
@@ -23,8 +23,10 @@ fn preload_status() -> &'static str {
     }
 }
 
+/// The shared state, with this session's own statements written to it (see
+/// `flow::lock_current`), so a session always sees what it just did.
 fn require_shmem() -> shmem::Locked {
-    shmem::lock().unwrap_or_else(|| errors::not_preloaded())
+    flow::lock_current().unwrap_or_else(|| errors::not_preloaded())
 }
 
 /// Runs `f` with admission control off for this backend: pg_wal_budget's

@@ -1,6 +1,6 @@
 //! Backend-local state: the trusted tenant, the stack of admitted statements,
 //! and this backend's copy of its database's policies.
-use crate::flow::{Entry, Matched};
+use crate::flow::{Entry, Matched, Measured};
 use crate::wal;
 use governance::budget::admission::Ledger;
 use governance::budget::policy::{self, Mode, PolicyKey};
@@ -21,6 +21,9 @@ pub struct CachedPolicy {
 struct State {
     tenant: Option<String>,
     stack: Vec<Entry>,
+    /// Statements that charged nothing, measured and not yet written to
+    /// shared memory (see `flow::settle`).
+    measured: Vec<Measured>,
     policies: Vec<CachedPolicy>,
     loaded_generation: u64,
     loaded_db: u32,
@@ -117,9 +120,27 @@ pub fn is_top(marker: usize) -> bool {
     })
 }
 
-/// Whether the transaction callback has anything to settle or charge.
+/// Whether the transaction callback has anything to settle, write or charge.
 pub fn has_transaction_state() -> bool {
-    peek(true, |s| !s.stack.is_empty() || s.tail.is_some())
+    peek(true, |s| {
+        !s.stack.is_empty() || !s.measured.is_empty() || s.tail.is_some()
+    })
+}
+
+/// Holds a measured statement until it is written; returns how many are held.
+pub fn hold_measured(measured: Measured) -> usize {
+    STATE.with_borrow_mut(|s| {
+        s.measured.push(measured);
+        s.measured.len()
+    })
+}
+
+pub fn has_measured() -> bool {
+    STATE.with_borrow(|s| !s.measured.is_empty())
+}
+
+pub fn take_measured() -> Vec<Measured> {
+    STATE.with_borrow_mut(|s| std::mem::take(&mut s.measured))
 }
 
 pub fn pop_if_top(marker: usize) -> Option<Entry> {

@@ -134,7 +134,7 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             return;
         }
 
-        let Some(mut shm) = shmem::lock() else {
+        let Some(mut shm) = lock_current() else {
             return;
         };
         let predicted = predict_statement(&mut shm, profile_scope_hash, query_id, class);
@@ -298,14 +298,14 @@ pub fn end_statement(marker: usize) {
     let Some(entry) = backend::pop_if_top(marker) else {
         return;
     };
-    settle(&entry, wal::wal_bytes(), true);
+    settle(entry, wal::wal_bytes(), true);
 }
 
 /// Transaction abort: settle every open statement for the WAL it actually
 /// wrote, without learning from the partial run.
 pub fn abort_all() {
     for entry in backend::drain_all() {
-        settle(&entry, wal::wal_bytes(), false);
+        settle(entry, wal::wal_bytes(), false);
     }
 }
 
@@ -313,31 +313,71 @@ pub fn abort_all() {
 /// to its end) are settled; utility statements spanning commits stay open.
 pub fn commit() {
     for entry in backend::drain_executor_entries() {
-        settle(&entry, wal::wal_bytes(), false);
+        settle(entry, wal::wal_bytes(), false);
     }
 }
 
 /// Subtransaction abort: settle the statements opened inside it.
 pub fn abort_subxact(subxid: pg_sys::SubTransactionId) {
     for entry in backend::drain_from_subxact(subxid) {
-        settle(&entry, wal::wal_bytes(), false);
+        settle(entry, wal::wal_bytes(), false);
+    }
+}
+
+/// A settled statement that charged nothing (observe mode, or no policy),
+/// held by its backend until it is written to shared memory.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub entry: Entry,
+    /// The WAL it wrote.
+    pub actual: u64,
+    /// Whether it ran to completion (only then is its profile learned).
+    pub completed: bool,
+}
+
+/// Most measured statements a backend holds before writing them, so that a
+/// long transaction publishes its statements as it goes and holds bounded
+/// memory.
+const MAX_HELD_MEASUREMENTS: usize = 32;
+
+/// Takes the shared-memory lock and first writes the statements this backend
+/// holds, so that whatever the caller reads or changes includes them: the
+/// telemetry functions, and every locked admission (whose prediction then
+/// learns from this session's earlier statements). `None` when shared memory
+/// is not attached.
+pub fn lock_current() -> Option<shmem::Locked> {
+    let mut shm = shmem::lock()?;
+    write_measured(&mut shm);
+    Some(shm)
+}
+
+fn write_measured(shm: &mut shmem::Locked) {
+    if !backend::has_measured() {
+        return;
+    }
+    let now = wal::now();
+    for measured in backend::take_measured() {
+        write_uncharged(shm, &measured, now);
     }
 }
 
 /// Transaction end (after its commit, abort or prepare record was written):
-/// the WAL written since the last governed statement settled, mostly that
-/// record, is charged as debt to the same policy bucket. Without it, a stream
-/// of small autocommit writes would exceed its rate by the size of its commit
-/// records.
-pub fn charge_transaction_tail() {
-    let Some(tail) = backend::take_tail() else {
-        return;
-    };
-    let written = wal::wal_bytes().saturating_sub(tail.wal_mark);
-    if written == 0 {
+/// writes the statements this backend holds, and charges the WAL written
+/// since the last governed statement settled, mostly that record, as debt to
+/// the same policy bucket. Without that charge, a stream of small autocommit
+/// writes would exceed its rate by the size of its commit records.
+pub fn end_transaction() {
+    let tail = backend::take_tail().and_then(|tail| {
+        let written = wal::wal_bytes().saturating_sub(tail.wal_mark);
+        (written > 0).then_some((tail, written))
+    });
+    if tail.is_none() && !backend::has_measured() {
         return;
     }
-    let Some(mut shm) = shmem::lock() else {
+    let Some(mut shm) = lock_current() else {
+        return;
+    };
+    let Some((tail, written)) = tail else {
         return;
     };
     let debt_added = shm
@@ -352,24 +392,28 @@ pub fn charge_transaction_tail() {
 
 /// Settles one statement that ended (or was abandoned) when the backend's
 /// WAL counter stood at `wal_end`.
-fn settle(entry: &Entry, wal_end: u64, completed: bool) {
+///
+/// A statement that charged nothing has written nothing to shared memory
+/// yet; it is held and written with the transaction's other such statements
+/// under one lock, at transaction end (or sooner, see [`lock_current`]).
+/// Under an observe policy a tpcb-like transaction then takes the lock once
+/// instead of once per write, which is most of what observing costs.
+fn settle(entry: Entry, wal_end: u64, completed: bool) {
     let actual = wal_end.saturating_sub(entry.wal_start);
-    let Some(mut shm) = shmem::lock() else {
+    if entry.deferred.is_some() {
+        let measured = Measured {
+            entry,
+            actual,
+            completed,
+        };
+        if backend::hold_measured(measured) >= MAX_HELD_MEASUREMENTS {
+            drop(lock_current());
+        }
+        return;
+    }
+    let Some(mut shm) = lock_current() else {
         return;
     };
-    let now = wal::now();
-    let mut predicted = entry.predicted;
-    if let Some(deferred) = &entry.deferred {
-        // Predicted now, from the profiles as they stand before this
-        // statement's own measurement is learned below.
-        predicted = predict_statement(
-            &mut shm,
-            entry.profile_scope,
-            entry.query_id,
-            deferred.class,
-        );
-        record_deferred(&mut shm, entry, deferred, predicted, actual, now);
-    }
     let mut after = None;
     if let Some(policy) = entry.policy
         && let Some(slot) = shm.policy_slot(policy, entry.dboid)
@@ -387,6 +431,70 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
             wal_mark: wal_end,
         });
     }
+    if let Some(d) = shm.decision_mut(entry.decision_seq) {
+        d.actual_wal_bytes = clamp_i64(actual);
+        if let Some(a) = after {
+            d.available_after = clamp_i64(a);
+        }
+    }
+    count_and_learn(
+        &mut shm,
+        &entry,
+        entry.predicted,
+        actual,
+        completed,
+        wal::now(),
+    );
+}
+
+/// Writes a statement that charged nothing: its scope, its count, its
+/// decision (complete with the prediction, the measured WAL and, under an
+/// observe policy, the bucket it would have been checked against) and its
+/// profile.
+fn write_uncharged(shm: &mut shmem::Locked, measured: &Measured, now: wal::Now) {
+    let Measured {
+        entry,
+        actual,
+        completed,
+    } = measured;
+    let Some(deferred) = &entry.deferred else {
+        return;
+    };
+    // Predicted now, from the profiles as they stand before this statement's
+    // own measurement is learned below.
+    let predicted = predict_statement(shm, entry.profile_scope, entry.query_id, deferred.class);
+    let (scope_hash, scope_kind, scope_value) = deferred.resolution.profile_scope();
+    if scope_hash != 0 && !shm.note_scope(scope_kind.code(), scope_hash, scope_value, now.epoch_ms)
+    {
+        shm.counters().scope_name_drop_count += 1;
+    }
+    shm.counters().accepted_statements += 1;
+    let mut decision = deferred.decision;
+    decision.predicted_wal_bytes = clamp_i64(predicted);
+    decision.actual_wal_bytes = clamp_i64(*actual);
+    if let Some(policy) = entry.policy
+        && let Some(slot) = shm.policy_slot(policy, entry.dboid)
+    {
+        // Read without refilling: observe mode never writes the bucket.
+        let available = slot.bucket.available_at(slot.limits(), now.micros);
+        decision.available_before = clamp_i64(available);
+        decision.available_after = decision.available_before;
+    }
+    shm.push_decision(decision);
+    count_and_learn(shm, entry, predicted, *actual, *completed, now);
+}
+
+/// The counters every settled statement adds to, and the EWMA profiles of
+/// its (scope, query id) and of the query id across scopes (scope 0), which
+/// learn only from statements that ran to completion.
+fn count_and_learn(
+    shm: &mut shmem::Locked,
+    entry: &Entry,
+    predicted: u64,
+    actual: u64,
+    completed: bool,
+    now: wal::Now,
+) {
     let c = shm.counters();
     c.predicted_wal_bytes = c.predicted_wal_bytes.saturating_add(predicted);
     c.actual_wal_bytes = c.actual_wal_bytes.saturating_add(actual);
@@ -396,64 +504,24 @@ fn settle(entry: &Entry, wal_end: u64, completed: bool) {
     if !completed && entry.charged > 0 {
         c.aborted_after_charge_count += 1;
     }
-    if entry.deferred.is_none()
-        && let Some(d) = shm.decision_mut(entry.decision_seq)
-    {
-        d.actual_wal_bytes = clamp_i64(actual);
-        if let Some(a) = after {
-            d.available_after = clamp_i64(a);
+    if !completed || entry.query_id == 0 {
+        return;
+    }
+    let alpha = guc::profile_ewma_alpha();
+    for scope in [entry.profile_scope, 0] {
+        if let Some(p) = shm.profile(scope, entry.query_id, true) {
+            let mut profile = to_profile(p);
+            profile.observe(actual, alpha);
+            p.calls = profile.calls;
+            p.ewma_wal_bytes = profile.ewma_wal_bytes;
+            p.max_wal_bytes = profile.max_wal_bytes;
+            p.last_seen_epoch_ms = now.epoch_ms;
+            p.dirty = true;
+        }
+        if entry.profile_scope == 0 {
+            break;
         }
     }
-    if completed && entry.query_id != 0 {
-        let alpha = guc::profile_ewma_alpha();
-        let now_ms = now.epoch_ms;
-        for scope in [entry.profile_scope, 0] {
-            if let Some(p) = shm.profile(scope, entry.query_id, true) {
-                let mut profile = to_profile(p);
-                profile.observe(actual, alpha);
-                p.calls = profile.calls;
-                p.ewma_wal_bytes = profile.ewma_wal_bytes;
-                p.max_wal_bytes = profile.max_wal_bytes;
-                p.last_seen_epoch_ms = now_ms;
-                p.dirty = true;
-            }
-            if entry.profile_scope == 0 {
-                break;
-            }
-        }
-    }
-}
-
-/// Writes what an observe-mode or unmatched statement deferred: its scope,
-/// its count, and its decision, complete with the prediction, the measured
-/// WAL and (under an observe policy) the bucket it would have been checked
-/// against.
-fn record_deferred(
-    shm: &mut shmem::Locked,
-    entry: &Entry,
-    deferred: &Deferred,
-    predicted: u64,
-    actual: u64,
-    now: wal::Now,
-) {
-    let (scope_hash, scope_kind, scope_value) = deferred.resolution.profile_scope();
-    if scope_hash != 0 && !shm.note_scope(scope_kind.code(), scope_hash, scope_value, now.epoch_ms)
-    {
-        shm.counters().scope_name_drop_count += 1;
-    }
-    shm.counters().accepted_statements += 1;
-    let mut decision = deferred.decision;
-    decision.predicted_wal_bytes = clamp_i64(predicted);
-    decision.actual_wal_bytes = clamp_i64(actual);
-    if let Some(policy) = entry.policy
-        && let Some(slot) = shm.policy_slot(policy, entry.dboid)
-    {
-        let limits = slot.limits();
-        slot.bucket.refill(limits, now.micros);
-        decision.available_before = clamp_i64(slot.bucket.available());
-        decision.available_after = decision.available_before;
-    }
-    shm.push_decision(decision);
 }
 
 /// A policy as matched for one statement.

@@ -354,15 +354,15 @@ unsafe extern "C-unwind" fn end_transaction(event: pg_sys::XactEvent::Type) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             flow::abort_all();
-            flow::charge_transaction_tail();
+            flow::end_transaction();
             policies::at_transaction_end();
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             flow::commit();
-            flow::charge_transaction_tail();
+            flow::end_transaction();
             policies::at_transaction_end();
         }
-        pg_sys::XactEvent::XACT_EVENT_PREPARE => flow::charge_transaction_tail(),
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => flow::end_transaction(),
         _ => {}
     }
 }

@@ -16,7 +16,7 @@ pub fn flush() -> i64 {
         Vec::new(),
         Vec::new(),
     );
-    if let Some(mut shm) = shmem::lock() {
+    if let Some(mut shm) = crate::flow::lock_current() {
         for p in shm.profiles().iter_mut().filter(|p| p.used && p.calls > 0) {
             scope.push(p.scope_hash);
             query.push(p.query_id);

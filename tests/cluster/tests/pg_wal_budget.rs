@@ -889,3 +889,75 @@ fn observe_only_records_and_shadow_drains_only_its_copy_of_the_bucket() {
         .batch_execute("INSERT INTO t (payload) VALUES ('enforced')")
         .unwrap();
 }
+
+/// Statements that charge nothing are written to shared memory when their
+/// transaction ends (every 32 in a long one), so the session that ran them
+/// sees them at once and other sessions at the latest when it ends, committed
+/// or not.
+#[test]
+fn observed_statements_reach_other_sessions_when_their_transaction_ends() {
+    let (cluster, mut admin) = budget_cluster_with_admin();
+    admin.batch_execute("GRANT pwb_monitor TO writer").unwrap();
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000000, 4000000, 'observe')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let seen = |client: &mut Client| -> (i64, i64) {
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(sum(actual_wal_bytes), 0)::bigint
+                   FROM pwb.recent_decisions(1000) WHERE policy_id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let accepted = |client: &mut Client| -> i64 {
+        client
+            .query_one("SELECT accepted_statements FROM pwb.counters()", &[])
+            .unwrap()
+            .get(0)
+    };
+    let accepted_before = accepted(&mut admin);
+
+    writer.batch_execute("BEGIN").unwrap();
+    write_wal(&mut writer, 10);
+    let (own, own_wal) = seen(&mut writer);
+    assert_eq!(
+        own, 1,
+        "the session sees its own statement inside its transaction"
+    );
+    assert!(own_wal > 0, "measured: {own_wal}");
+    assert_eq!(seen(&mut admin).0, 1, "reading wrote it for everyone");
+
+    for _ in 0..40 {
+        write_wal(&mut writer, 1);
+    }
+    let (midway, _) = seen(&mut admin);
+    assert!(
+        (32..41).contains(&midway),
+        "a long transaction publishes as it goes, not all at its end: {midway}"
+    );
+
+    writer.batch_execute("ROLLBACK").unwrap();
+    let (all, wal) = seen(&mut admin);
+    assert_eq!(
+        all, 41,
+        "an aborted transaction's statements are recorded too"
+    );
+    assert!(wal > own_wal);
+    assert_eq!(accepted(&mut admin) - accepted_before, 41);
+    let calls: i64 = admin
+        .query_one(
+            "SELECT max(calls) FROM pwb.query_profiles() WHERE NOT is_global",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(calls, 41, "every statement that ran to its end was learned");
+
+    // Autocommit statements are visible as soon as they return.
+    write_wal(&mut writer, 1);
+    assert_eq!(seen(&mut admin).0, 42);
+}

@@ -36,12 +36,15 @@ pub struct Entry {
     pub utility: bool,
 }
 
-/// The decision of a statement that charges nothing, and the class and scope
-/// it is predicted and recorded under, kept until the statement is settled.
+/// What the decision of a statement that charges nothing is written from,
+/// kept until the statement is settled: its class, when it was admitted,
+/// its text's hash, and the scope and policy it was resolved to. (Small on
+/// purpose: every governed statement's entry is moved a few times.)
 #[derive(Debug, Clone)]
 pub struct Deferred {
     pub class: StatementClass,
-    pub decision: shmem::DecisionSlot,
+    pub timestamp_epoch_ms: i64,
+    pub query_hash: i64,
     pub resolution: Rc<backend::Resolution>,
 }
 
@@ -78,23 +81,6 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             resolution.profile_scope();
         let now = wal::now();
         let (now_us, now_ms) = (now.micros, now.epoch_ms);
-        let mut decision = shmem::DecisionSlot {
-            seq: 0,
-            timestamp_epoch_ms: now_ms,
-            decision_kind: DecisionKind::Allowed.code(),
-            reason: Reason::NoPolicy.code(),
-            scope_kind: profile_scope_kind.code(),
-            statement_class: class.code(),
-            mode: 0,
-            policy_id: 0,
-            scope_hash: profile_scope_hash,
-            query_id,
-            query_hash,
-            predicted_wal_bytes: 0,
-            actual_wal_bytes: -1,
-            available_before: -1,
-            available_after: -1,
-        };
         let mut entry = Entry {
             marker,
             subxid: wal::subxact_id(),
@@ -110,30 +96,43 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             deferred: None,
             utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
         };
-        if let Some(m) = matched {
-            decision.policy_id = m.policy_id;
-            decision.mode = m.mode.code();
-        }
-
         // Observe mode and unmatched statements charge nothing, so they take
         // no lock here: their prediction, decision, counters and scope are
-        // written once, at settle. (A policy without a bucket slot takes the
-        // locked path below, which fails open or errors.)
-        if matched.is_none_or(|m| Ledger::for_mode(m.mode) == Ledger::None && m.slot.is_some()) {
-            if let Some(m) = matched {
-                decision.reason = Reason::ObserveMode.code();
-                entry.policy = m.slot.map(|i| (i, m.policy_id));
+        // written after they end (see `settle`). (A policy without a bucket
+        // slot takes the locked path below, which fails open or errors.)
+        let m = match matched {
+            Some(m) if Ledger::for_mode(m.mode) != Ledger::None || m.slot.is_none() => m,
+            _ => {
+                entry.policy = matched.and_then(|m| m.slot.map(|i| (i, m.policy_id)));
+                entry.deferred = Some(Deferred {
+                    class,
+                    timestamp_epoch_ms: now_ms,
+                    query_hash,
+                    resolution: Rc::clone(&resolution),
+                });
+                entry.wal_start = wal::wal_bytes();
+                backend::push(entry);
+                return;
             }
-            entry.deferred = Some(Deferred {
-                class,
-                decision,
-                resolution: Rc::clone(&resolution),
-            });
-            entry.wal_start = wal::wal_bytes();
-            backend::push(entry);
-            return;
-        }
+        };
 
+        let mut decision = shmem::DecisionSlot {
+            seq: 0,
+            timestamp_epoch_ms: now_ms,
+            decision_kind: DecisionKind::Allowed.code(),
+            reason: Reason::NoPolicy.code(),
+            scope_kind: profile_scope_kind.code(),
+            statement_class: class.code(),
+            mode: m.mode.code(),
+            policy_id: m.policy_id,
+            scope_hash: profile_scope_hash,
+            query_id,
+            query_hash,
+            predicted_wal_bytes: 0,
+            actual_wal_bytes: -1,
+            available_before: -1,
+            available_after: -1,
+        };
         let Some(mut shm) = lock_current() else {
             return;
         };
@@ -150,15 +149,6 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
         {
             shm.counters().scope_name_drop_count += 1;
         }
-        let Some(m) = matched else {
-            shm.counters().accepted_statements += 1;
-            entry.decision_seq = shm.push_decision(decision);
-            drop(shm);
-            entry.wal_start = wal::wal_bytes();
-            backend::push(entry);
-            return;
-        };
-
         let slot_index = m
             .slot
             .and_then(|i| shm.policy_slot_index((i, m.policy_id), dboid));
@@ -469,9 +459,27 @@ fn write_uncharged(shm: &mut shmem::Locked, measured: &Measured, now: wal::Now) 
         shm.counters().scope_name_drop_count += 1;
     }
     shm.counters().accepted_statements += 1;
-    let mut decision = deferred.decision;
-    decision.predicted_wal_bytes = clamp_i64(predicted);
-    decision.actual_wal_bytes = clamp_i64(*actual);
+    let matched = deferred.resolution.matched.as_ref();
+    let mut decision = shmem::DecisionSlot {
+        seq: 0,
+        timestamp_epoch_ms: deferred.timestamp_epoch_ms,
+        decision_kind: DecisionKind::Allowed.code(),
+        reason: match matched {
+            Some(_) => Reason::ObserveMode.code(),
+            None => Reason::NoPolicy.code(),
+        },
+        scope_kind: scope_kind.code(),
+        statement_class: deferred.class.code(),
+        mode: matched.map_or(0, |m| m.mode.code()),
+        policy_id: matched.map_or(0, |m| m.policy_id),
+        scope_hash,
+        query_id: entry.query_id,
+        query_hash: deferred.query_hash,
+        predicted_wal_bytes: clamp_i64(predicted),
+        actual_wal_bytes: clamp_i64(*actual),
+        available_before: -1,
+        available_after: -1,
+    };
     if let Some(policy) = entry.policy
         && let Some(slot) = shm.policy_slot(policy, entry.dboid)
     {

@@ -2,6 +2,7 @@
 //! their bodies thin; the statement flow lives in `flow.rs`.
 use crate::{flow, policies, unguarded};
 use governance::budget::predict::StatementClass;
+use governance::budget::text_hash::query_text_hash;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -47,7 +48,7 @@ impl QueryIdBits for i64 {
     }
 }
 
-/// A stable hash (FNV-1a) of the statement text (the `query_hash` column of
+/// The statement text's hash (the `query_hash` column of
 /// `pwb.recent_decisions()`); 0 without text.
 fn query_hash(text: *const std::ffi::c_char) -> i64 {
     if text.is_null() {
@@ -55,12 +56,7 @@ fn query_hash(text: *const std::ffi::c_char) -> i64 {
     }
     // SAFETY: PostgreSQL hands us a NUL-terminated string valid for the call.
     let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    i64::from_ne_bytes(hash.to_ne_bytes())
+    query_text_hash(bytes)
 }
 
 /// The query id of an executor statement that writes, None for the others.

@@ -7,7 +7,9 @@
 //! - [`predict`]: EWMA WAL profiles and the prediction fallback chain.
 //! - [`admission`]: the per-mode decision on top of the token bucket, and the
 //!   reconciliation of prediction against measured WAL.
+//! - [`text_hash`]: the hash of a statement's text (`query_hash`).
 pub mod admission;
 pub mod policy;
 pub mod predict;
 pub mod scope;
+pub mod text_hash;

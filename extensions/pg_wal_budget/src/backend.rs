@@ -120,11 +120,9 @@ pub fn is_top(marker: usize) -> bool {
     })
 }
 
-/// Whether the transaction callback has anything to settle, write or charge.
-pub fn has_transaction_state() -> bool {
-    peek(true, |s| {
-        !s.stack.is_empty() || !s.measured.is_empty() || s.tail.is_some()
-    })
+/// Whether a governed statement is still open (for the transaction callback).
+pub fn has_open_statements() -> bool {
+    peek(true, |s| !s.stack.is_empty())
 }
 
 /// Holds a measured statement until it is written; returns how many are held.
@@ -133,6 +131,12 @@ pub fn hold_measured(measured: Measured) -> usize {
         s.measured.push(measured);
         s.measured.len()
     })
+}
+
+/// Whether a transaction that just ended left statements to write or a tail
+/// to charge.
+pub fn has_unwritten() -> bool {
+    peek(true, |s| !s.measured.is_empty() || s.tail.is_some())
 }
 
 pub fn has_measured() -> bool {

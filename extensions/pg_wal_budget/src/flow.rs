@@ -351,8 +351,9 @@ fn write_measured(shm: &mut shmem::Locked) {
     }
 }
 
-/// Transaction end (after its commit, abort or prepare record was written):
-/// writes the statements this backend holds, and charges the WAL written
+/// Transaction end (after its commit, abort or prepare record was written
+/// and its locks released): writes the statements this backend holds, and
+/// charges the WAL written
 /// since the last governed statement settled, mostly that record, as debt to
 /// the same policy bucket. Without that charge, a stream of small autocommit
 /// writes would exceed its rate by the size of its commit records.
@@ -385,7 +386,8 @@ pub fn end_transaction() {
 ///
 /// A statement that charged nothing has written nothing to shared memory
 /// yet; it is held and written with the transaction's other such statements
-/// under one lock, at transaction end (or sooner, see [`lock_current`]).
+/// under one lock once the transaction has ended and released its locks (or
+/// sooner, see [`lock_current`]).
 /// Under an observe policy a tpcb-like transaction then takes the exclusive
 /// lock once instead of four times (bench/pg_wal_budget/results.md, sixth
 /// session: no TPS change measurable on 2 vCPUs, fewer lock hand-offs).

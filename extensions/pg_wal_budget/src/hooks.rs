@@ -23,6 +23,10 @@ pub fn init() {
         pg_sys::ProcessUtility_hook = Some(process_utility);
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+        pg_sys::RegisterResourceReleaseCallback(
+            Some(resource_release_callback),
+            std::ptr::null_mut(),
+        );
     }
 }
 
@@ -339,28 +343,56 @@ unsafe extern "C-unwind" fn xact_callback(
             | XACT_EVENT_PARALLEL_ABORT
             | XACT_EVENT_PREPARE
     );
-    if at_end && (crate::backend::has_transaction_state() || policies::bump_pending()) {
+    if at_end && (crate::backend::has_open_statements() || policies::bump_pending()) {
         // SAFETY: a guarded Rust function.
-        unsafe { end_transaction(event) };
+        unsafe { close_transaction(event) };
     }
 }
 
+/// Settles the statements still open when the transaction commits or
+/// aborts. What the transaction leaves to write is written after its locks
+/// are released (see `resource_release_callback`).
 #[pg_guard]
-unsafe extern "C-unwind" fn end_transaction(event: pg_sys::XactEvent::Type) {
+unsafe extern "C-unwind" fn close_transaction(event: pg_sys::XactEvent::Type) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             flow::abort_all();
-            flow::end_transaction();
             policies::at_transaction_end();
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             flow::commit();
-            flow::end_transaction();
             policies::at_transaction_end();
         }
-        pg_sys::XactEvent::XACT_EVENT_PREPARE => flow::end_transaction(),
         _ => {}
     }
+}
+
+/// Runs at each phase of every resource owner's release. Once a top-level
+/// transaction (committed, aborted or prepared) has released its locks, the
+/// statements it held are written and its tail is charged
+/// (`flow::end_transaction`). Transaction callbacks run while the
+/// transaction still holds its row locks, so work done there makes every
+/// transaction waiting for those rows (pgbench's branch rows, any hot row)
+/// wait that much longer. Like the other entry points, unguarded until there
+/// is something to do.
+unsafe extern "C-unwind" fn resource_release_callback(
+    phase: pg_sys::ResourceReleasePhase::Type,
+    _is_commit: bool,
+    is_top_level: bool,
+    _arg: *mut std::ffi::c_void,
+) {
+    if is_top_level
+        && phase == pg_sys::ResourceReleasePhase::RESOURCE_RELEASE_AFTER_LOCKS
+        && crate::backend::has_unwritten()
+    {
+        // SAFETY: a guarded Rust function.
+        unsafe { write_after_transaction() };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn write_after_transaction() {
+    flow::end_transaction();
 }
 
 #[pg_guard]

@@ -961,3 +961,49 @@ fn observed_statements_reach_other_sessions_when_their_transaction_ends() {
     write_wal(&mut writer, 1);
     assert_eq!(seen(&mut admin).0, 42);
 }
+
+/// A prepared transaction's statements are written when it is prepared: its
+/// session is done with it, and another session may commit it much later.
+#[test]
+fn a_prepared_transaction_writes_its_statements_at_prepare() {
+    let cluster = Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("compute_query_id", "on")
+        .setting("max_prepared_transactions", "2")
+        .start();
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    let id = create_policy(
+        &mut admin,
+        "SELECT pwb.create_policy('role', 'writer', 1000000, 4000000, 'observe')",
+    );
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let observed = |admin: &mut Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pwb.recent_decisions(100) WHERE policy_id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+    };
+
+    writer
+        .batch_execute("BEGIN; INSERT INTO t (payload) VALUES ('prepared')")
+        .unwrap();
+    write_wal(&mut writer, 5);
+    writer
+        .batch_execute("PREPARE TRANSACTION 'pwb_p1'")
+        .unwrap();
+    assert_eq!(observed(&mut admin), 2);
+    admin.batch_execute("COMMIT PREPARED 'pwb_p1'").unwrap();
+    assert_eq!(observed(&mut admin), 2);
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 6);
+    // The writer's session goes on normally.
+    write_wal(&mut writer, 1);
+    assert_eq!(observed(&mut admin), 3);
+}

@@ -1,15 +1,19 @@
 //! pg_wal_budget in a real server: several sessions, queueing, cancellation,
 //! restarts, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use cluster_tests::{Client, Cluster, PgError, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, ClusterBuilder, PgError, sqlstate, wait_for};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn budget_cluster() -> Cluster {
+/// A server preloading pg_wal_budget with query ids on, not yet started.
+fn budget_builder() -> ClusterBuilder {
     Cluster::builder()
         .shared_preload("pg_wal_budget")
         .setting("compute_query_id", "on")
-        .start()
+}
+
+fn budget_cluster() -> Cluster {
+    budget_builder().start()
 }
 
 fn setup(client: &mut Client) {
@@ -25,7 +29,13 @@ fn setup(client: &mut Client) {
 
 /// A preloaded server set up as in [`setup`], and a superuser session on it.
 fn budget_cluster_with_admin() -> (Cluster, Client) {
-    let cluster = budget_cluster();
+    set_up_with_admin(budget_builder())
+}
+
+/// Starts `builder`'s server and sets it up as in [`setup`]; returns it with
+/// a superuser session on it.
+fn set_up_with_admin(builder: ClusterBuilder) -> (Cluster, Client) {
+    let cluster = builder.start();
     let mut admin = cluster.connect();
     setup(&mut admin);
     (cluster, admin)
@@ -552,13 +562,8 @@ fn bad_input_matrix_errors_and_changes_nothing() {
 
 #[test]
 fn internal_failure_fails_open_or_errors_per_guc() {
-    let cluster = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on")
-        .setting("pwb.budget_bucket_capacity", "1")
-        .start();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) =
+        set_up_with_admin(budget_builder().setting("pwb.budget_bucket_capacity", "1"));
     // Two policies, one bucket: the higher-priority one has no bucket.
     create_policy(
         &mut admin,
@@ -966,13 +971,8 @@ fn observed_statements_reach_other_sessions_when_their_transaction_ends() {
 /// session is done with it, and another session may commit it much later.
 #[test]
 fn a_prepared_transaction_writes_its_statements_at_prepare() {
-    let cluster = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on")
-        .setting("max_prepared_transactions", "2")
-        .start();
-    let mut admin = cluster.connect();
-    setup(&mut admin);
+    let (cluster, mut admin) =
+        set_up_with_admin(budget_builder().setting("max_prepared_transactions", "2"));
     let id = create_policy(
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 1000000, 4000000, 'observe')",

@@ -17,7 +17,6 @@ pub struct CachedPolicy {
     pub slot: Option<usize>,
 }
 
-#[derive(Default)]
 struct State {
     tenant: Option<String>,
     stack: Vec<Entry>,
@@ -38,6 +37,25 @@ struct State {
     tail: Option<Tail>,
 }
 
+impl State {
+    const fn new() -> State {
+        State {
+            tenant: None,
+            stack: Vec::new(),
+            measured: Vec::new(),
+            policies: Vec::new(),
+            loaded_generation: 0,
+            loaded_db: 0,
+            role: None,
+            database: None,
+            inputs_epoch: 0,
+            resolution: None,
+            internal: false,
+            tail: None,
+        }
+    }
+}
+
 /// Where the WAL written after the last governed statement of a transaction
 /// is charged when the transaction ends.
 #[derive(Debug, Clone, Copy)]
@@ -51,37 +69,65 @@ pub struct Tail {
 }
 
 pub fn set_tail(tail: Tail) {
-    STATE.with_borrow_mut(|s| s.tail = Some(tail));
+    with_state(|s| s.tail = Some(tail));
 }
 
 pub fn take_tail() -> Option<Tail> {
-    STATE.with_borrow_mut(|s| s.tail.take())
+    with_state(|s| s.tail.take())
 }
 
-thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::default());
+/// Storage for one backend. A PostgreSQL backend is a single-threaded
+/// process, so a plain static does the job of `thread_local!` without its
+/// per-access lookup (`__tls_get_addr` from a shared library: about 600
+/// instructions per tpcb-like transaction, most of them inside the
+/// statements' row-lock window).
+pub struct BackendLocal<T>(T);
+
+// SAFETY: only the backend's one thread runs this library's code: PostgreSQL
+// calls hooks, callbacks and SQL functions from its main thread, this crate
+// starts no threads, and pgrx's guard refuses calls from any other thread.
+unsafe impl<T> Sync for BackendLocal<T> {}
+
+impl<T> BackendLocal<T> {
+    pub const fn new(value: T) -> BackendLocal<T> {
+        BackendLocal(value)
+    }
+}
+
+impl<T> std::ops::Deref for BackendLocal<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+static STATE: BackendLocal<RefCell<State>> = BackendLocal::new(RefCell::new(State::new()));
+
+fn read_state<R>(read: impl FnOnce(&State) -> R) -> R {
+    read(&STATE.borrow())
+}
+
+fn with_state<R>(change: impl FnOnce(&mut State) -> R) -> R {
+    change(&mut STATE.borrow_mut())
 }
 
 pub fn set_tenant(tenant: Option<String>) {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         s.tenant = tenant;
         s.inputs_epoch += 1;
     });
 }
 
 pub fn tenant() -> Option<String> {
-    STATE.with_borrow(|s| s.tenant.clone())
+    read_state(|s| s.tenant.clone())
 }
 
 /// Reads the state without panicking, for the checks that run outside
 /// pgrx's guard (see hooks.rs); `unreadable` is the answer when the state
 /// cannot be read.
 fn peek<R>(unreadable: R, read: impl FnOnce(&State) -> R) -> R {
-    STATE
-        .try_with(|s| s.try_borrow().ok().map(|s| read(&s)))
-        .ok()
-        .flatten()
-        .unwrap_or(unreadable)
+    STATE.try_borrow().map_or(unreadable, |s| read(&s))
 }
 
 /// True when no governed statement is open and we are not inside our own
@@ -91,7 +137,7 @@ pub fn is_idle_for_admission() -> bool {
 }
 
 pub fn set_internal(on: bool) -> bool {
-    STATE.with_borrow_mut(|s| std::mem::replace(&mut s.internal, on))
+    with_state(|s| std::mem::replace(&mut s.internal, on))
 }
 
 /// Marks this backend as running pg_wal_budget's own statements until
@@ -111,7 +157,21 @@ impl Drop for InternalScope {
 }
 
 pub fn push(entry: Entry) {
-    STATE.with_borrow_mut(|s| s.stack.push(entry));
+    with_state(|s| s.stack.push(entry));
+}
+
+/// [`push`] for callers outside pgrx's guard: never panics, and false when
+/// the entry could not be pushed (the state is borrowed, or no memory).
+pub fn try_push(entry: Entry) -> bool {
+    let Ok(mut s) = STATE.try_borrow_mut() else {
+        return false;
+    };
+    if s.stack.try_reserve(1).is_err() {
+        return false;
+    }
+    // Cannot reallocate, so cannot panic: capacity was reserved above.
+    s.stack.push(entry);
+    true
 }
 
 pub fn is_top(marker: usize) -> bool {
@@ -127,7 +187,7 @@ pub fn has_open_statements() -> bool {
 
 /// Holds a measured statement until it is written; returns how many are held.
 pub fn hold_measured(measured: Measured) -> usize {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         s.measured.push(measured);
         s.measured.len()
     })
@@ -140,15 +200,46 @@ pub fn has_unwritten() -> bool {
 }
 
 pub fn has_measured() -> bool {
-    STATE.with_borrow(|s| !s.measured.is_empty())
+    read_state(|s| !s.measured.is_empty())
 }
 
 pub fn take_measured() -> Vec<Measured> {
-    STATE.with_borrow_mut(|s| std::mem::take(&mut s.measured))
+    with_state(|s| std::mem::take(&mut s.measured))
+}
+
+/// Ends the statement `marker` opened without pgrx's guard when it charged
+/// nothing (observe mode, or no policy) and ran to completion: moves its
+/// entry to the held measurements, with the WAL written since it started.
+/// Never panics. False, with nothing changed, when the guarded settle must
+/// run instead: it is another kind of statement, or holding it would reach
+/// `limit`, at which point the held statements are written.
+pub fn try_hold_completed(marker: usize, wal_end: u64, limit: usize) -> bool {
+    let Ok(mut s) = STATE.try_borrow_mut() else {
+        return false;
+    };
+    let s = &mut *s;
+    let uncharged_on_top = s
+        .stack
+        .last()
+        .is_some_and(|e| e.marker == marker && e.deferred.is_some());
+    if !uncharged_on_top || s.measured.len() + 1 >= limit || s.measured.try_reserve(1).is_err() {
+        return false;
+    }
+    let Some(entry) = s.stack.pop() else {
+        return false;
+    };
+    let actual = wal_end.saturating_sub(entry.wal_start);
+    // Cannot reallocate, so cannot panic: capacity was reserved above.
+    s.measured.push(Measured {
+        entry,
+        actual,
+        completed: true,
+    });
+    true
 }
 
 pub fn pop_if_top(marker: usize) -> Option<Entry> {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         if s.stack.last().is_some_and(|e| e.marker == marker) {
             s.stack.pop()
         } else {
@@ -161,11 +252,11 @@ pub fn pop_if_top(marker: usize) -> Option<Entry> {
 // statements does not allocate a new stack for each one.
 
 pub fn drain_all() -> Vec<Entry> {
-    STATE.with_borrow_mut(|s| s.stack.drain(..).collect())
+    with_state(|s| s.stack.drain(..).collect())
 }
 
 pub fn drain_executor_entries() -> Vec<Entry> {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         let mut executor = Vec::new();
         let mut i = 0;
         while i < s.stack.len() {
@@ -180,19 +271,22 @@ pub fn drain_executor_entries() -> Vec<Entry> {
 }
 
 pub fn drain_from_subxact(subxid: pg_sys::SubTransactionId) -> Vec<Entry> {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         let keep = s.stack.iter().take_while(|e| e.subxid < subxid).count();
         s.stack.drain(keep..).collect()
     })
 }
 
-/// Whether the cached policies are current for `generation` in this database.
+/// Whether the cached policies are current for `generation` in this
+/// database. Never panics.
 pub fn policies_current(generation: u64, dboid: u32) -> bool {
-    STATE.with_borrow(|s| s.loaded_generation == generation && s.loaded_db == dboid)
+    peek(false, |s| {
+        s.loaded_generation == generation && s.loaded_db == dboid
+    })
 }
 
 pub fn install_policies(policies: Vec<CachedPolicy>, generation: u64, dboid: u32) {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         s.policies = policies;
         s.loaded_generation = generation;
         s.loaded_db = dboid;
@@ -202,7 +296,7 @@ pub fn install_policies(policies: Vec<CachedPolicy>, generation: u64, dboid: u32
 
 /// The ids of the policies this backend has loaded.
 pub fn loaded_policy_ids() -> Vec<i32> {
-    STATE.with_borrow(|s| s.policies.iter().map(|p| p.key.policy_id).collect())
+    read_state(|s| s.policies.iter().map(|p| p.key.policy_id).collect())
 }
 
 /// Where a statement comes from and which policy governs it.
@@ -236,23 +330,12 @@ impl Resolution {
 /// policies. A stream of statements from one session then costs a few
 /// comparisons each.
 pub fn resolve(composite: bool) -> Rc<Resolution> {
-    let role_oid = wal::current_user_oid();
-    let cached = STATE.with_borrow(|s| {
-        s.resolution
-            .as_ref()
-            .filter(|r| {
-                r.inputs_epoch == s.inputs_epoch
-                    && r.role_oid == role_oid
-                    && r.composite == composite
-                    && wal::application_name_is(r.application.as_deref())
-            })
-            .cloned()
-    });
-    if let Some(resolution) = cached {
+    if let Some(resolution) = cached_resolution(composite) {
         return resolution;
     }
+    let role_oid = wal::current_user_oid();
     let application = wal::application_name();
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         if s.role.as_ref().is_none_or(|(oid, _)| *oid != role_oid) {
             s.role = wal::role_name(role_oid).map(|n| (role_oid, n));
         }
@@ -276,6 +359,23 @@ pub fn resolve(composite: bool) -> Rc<Resolution> {
         });
         s.resolution = Some(Rc::clone(&resolution));
         resolution
+    })
+}
+
+/// The cached [`Resolution`] when none of its inputs changed since it was
+/// made, else None. Never panics.
+pub fn cached_resolution(composite: bool) -> Option<Rc<Resolution>> {
+    let role_oid = wal::current_user_oid();
+    peek(None, |s| {
+        s.resolution
+            .as_ref()
+            .filter(|r| {
+                r.inputs_epoch == s.inputs_epoch
+                    && r.role_oid == role_oid
+                    && r.composite == composite
+                    && wal::application_name_is(r.application.as_deref())
+            })
+            .cloned()
     })
 }
 

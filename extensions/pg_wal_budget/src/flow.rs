@@ -63,6 +63,71 @@ fn is_parallel_worker() -> bool {
     unsafe { pg_sys::ParallelWorkerNumber >= 0 }
 }
 
+/// Whether a statement governed by `matched` (None: no policy) charges
+/// nothing: observe mode, or no policy. A policy without a bucket slot is
+/// not among them: it takes the locked path, which fails open or errors.
+fn charges_nothing(matched: Option<&Matched>) -> bool {
+    matched.is_none_or(|m| Ledger::for_mode(m.mode) == Ledger::None && m.slot.is_some())
+}
+
+/// The entry of a statement that charges nothing. It takes no lock: its
+/// prediction, decision, counters and scope are written after it ends (see
+/// `settle`). Never panics.
+fn uncharged_entry(
+    class: StatementClass,
+    query_id: i64,
+    query_hash: i64,
+    marker: usize,
+    resolution: Rc<backend::Resolution>,
+) -> Entry {
+    let matched = resolution.matched.as_ref();
+    Entry {
+        marker,
+        subxid: wal::subxact_id(),
+        wal_start: 0,
+        predicted: 0,
+        charged: 0,
+        ledger: Ledger::None,
+        policy: matched.and_then(|m| m.slot.map(|i| (i, m.policy_id))),
+        dboid: wal::database_oid(),
+        profile_scope: resolution.profile_scope().0,
+        query_id,
+        decision_seq: 0,
+        deferred: Some(Deferred {
+            class,
+            timestamp_epoch_ms: wal::now().epoch_ms,
+            query_hash,
+            resolution,
+        }),
+        utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
+    }
+}
+
+/// Admission of a statement that charges nothing, without pgrx's guard:
+/// the common case of a stream of observed statements, once this backend's
+/// policies and scope resolution are current. Never panics and raises no
+/// error; false (nothing changed) sends the statement to the guarded
+/// [`begin_statement`], which also loads what is stale.
+pub fn try_begin_uncharged(
+    class: StatementClass,
+    query_id: i64,
+    query_hash: i64,
+    marker: usize,
+) -> bool {
+    if !policies::are_current() {
+        return false;
+    }
+    let Some(resolution) = backend::cached_resolution(guc::composite_scope_enabled()) else {
+        return false;
+    };
+    if !charges_nothing(resolution.matched.as_ref()) {
+        return false;
+    }
+    let mut entry = uncharged_entry(class, query_id, query_hash, marker, resolution);
+    entry.wal_start = wal::wal_bytes();
+    backend::try_push(entry)
+}
+
 /// Admission for one top-level writing statement. May wait (queue mode) or
 /// raise an error (reject mode, or an internal failure with fail_open off).
 pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, marker: usize) {
@@ -81,6 +146,16 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             resolution.profile_scope();
         let now = wal::now();
         let (now_us, now_ms) = (now.micros, now.epoch_ms);
+        let m = match matched {
+            Some(m) if !charges_nothing(matched) => m,
+            _ => {
+                let resolution = Rc::clone(&resolution);
+                let mut entry = uncharged_entry(class, query_id, query_hash, marker, resolution);
+                entry.wal_start = wal::wal_bytes();
+                backend::push(entry);
+                return;
+            }
+        };
         let mut entry = Entry {
             marker,
             subxid: wal::subxact_id(),
@@ -96,26 +171,6 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             deferred: None,
             utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
         };
-        // Observe mode and unmatched statements charge nothing, so they take
-        // no lock here: their prediction, decision, counters and scope are
-        // written after they end (see `settle`). (A policy without a bucket
-        // slot takes the locked path below, which fails open or errors.)
-        let m = match matched {
-            Some(m) if Ledger::for_mode(m.mode) != Ledger::None || m.slot.is_none() => m,
-            _ => {
-                entry.policy = matched.and_then(|m| m.slot.map(|i| (i, m.policy_id)));
-                entry.deferred = Some(Deferred {
-                    class,
-                    timestamp_epoch_ms: now_ms,
-                    query_hash,
-                    resolution: Rc::clone(&resolution),
-                });
-                entry.wal_start = wal::wal_bytes();
-                backend::push(entry);
-                return;
-            }
-        };
-
         let mut decision = shmem::DecisionSlot {
             seq: 0,
             timestamp_epoch_ms: now_ms,
@@ -289,6 +344,14 @@ pub fn end_statement(marker: usize) {
         return;
     };
     settle(entry, wal::wal_bytes(), true);
+}
+
+/// [`end_statement`] without pgrx's guard for a statement that charged
+/// nothing: holds it (see `settle`) unless that would make the held
+/// statements due for writing. Never panics; false (nothing changed) leaves
+/// the statement to the guarded [`end_statement`].
+pub fn try_end_uncharged(marker: usize) -> bool {
+    backend::try_hold_completed(marker, wal::wal_bytes(), MAX_HELD_MEASUREMENTS)
 }
 
 /// Transaction abort: settle every open statement for the WAL it actually

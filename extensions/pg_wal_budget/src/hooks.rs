@@ -94,7 +94,10 @@ fn writing_query_id(query_desc: *mut pg_sys::QueryDesc, eflags: i32) -> Option<i
 // that cannot panic, hand governed statements to guarded functions, and chain
 // to the previous hook or the standard implementation directly, as a C
 // extension would (see `unguarded`). An ERROR raised further down longjmps
-// over their frames, which hold nothing that needs dropping.
+// over their frames, which hold nothing that needs dropping. A statement that
+// charges nothing (observe mode, or no policy) is usually admitted and ended
+// without a guard too (`flow::try_begin_uncharged`, `flow::try_end_uncharged`):
+// it only stamps an entry, inside the transaction's row-lock window.
 
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     if flow::should_govern()
@@ -102,9 +105,12 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     {
         // SAFETY: sourceText is the statement's NUL-terminated text or NULL.
         let hash = query_hash(unsafe { (*query_desc).sourceText });
-        // SAFETY: a guarded Rust function; it may raise an ERROR (reject
-        // mode, cancel while queued), which PostgreSQL handles.
-        unsafe { admit_executor_statement(query_desc, query_id, hash) };
+        let marker = query_desc as usize;
+        if !flow::try_begin_uncharged(StatementClass::Write, query_id, hash, marker) {
+            // SAFETY: a guarded Rust function; it may raise an ERROR (reject
+            // mode, cancel while queued), which PostgreSQL handles.
+            unsafe { admit_executor_statement(query_desc, query_id, hash) };
+        }
     }
     // SAFETY: chaining with the arguments we were given; this frame holds
     // nothing that needs dropping if the callee raises an ERROR.
@@ -140,7 +146,7 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
         }
     }
     // Measured after the standard end, so parallel workers' WAL is included.
-    if ours {
+    if ours && !flow::try_end_uncharged(query_desc as usize) {
         // SAFETY: a guarded Rust function.
         unsafe { settle_executor_statement(query_desc) };
     }

@@ -3,13 +3,14 @@
 //! into each backend's local copy. A generation counter, bumped by a trigger
 //! on `pwb.policy` (and again at commit), by extension DDL and by DROP
 //! DATABASE, tells backends to reload.
-use crate::backend::{self, CachedPolicy};
+use crate::backend::{self, BackendLocal, CachedPolicy};
 use crate::shmem::PolicySlot;
 use crate::{shmem, wal};
 use governance::budget::policy::{Mode, PolicyKey};
 use governance::budget::scope::{ScopeKind, scope_hash};
 use governance::token_bucket::{BucketLimits, TokenBucket};
 use pgrx::prelude::*;
+use std::cell::Cell;
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -23,13 +24,18 @@ struct Row {
     priority: i32,
 }
 
+/// Whether this backend's copy of the policies is current. Never panics.
+pub fn are_current() -> bool {
+    backend::policies_current(shmem::policy_generation(), wal::database_oid())
+}
+
 /// Reloads this backend's policies when the generation moved.
 pub fn refresh_if_stale() {
-    let generation = shmem::policy_generation();
-    let dboid = wal::database_oid();
-    if backend::policies_current(generation, dboid) {
+    if are_current() {
         return;
     }
+    let generation = shmem::policy_generation();
+    let dboid = wal::database_oid();
     // SAFETY: reads transaction state.
     if !unsafe { pg_sys::IsTransactionState() } {
         return;
@@ -209,29 +215,25 @@ fn sync_shared(rows: &[Row], dboid: u32) -> Vec<CachedPolicy> {
     out
 }
 
-thread_local! {
-    static BUMP_AT_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
+static BUMP_AT_COMMIT: BackendLocal<Cell<bool>> = BackendLocal::new(Cell::new(false));
 
 /// `pwb.policy` changed in this transaction: reload now, and again once the
 /// change is committed and visible to everyone.
 pub fn notify_changed() {
     shmem::bump_policy_generation();
-    BUMP_AT_COMMIT.with(|b| b.set(true));
+    BUMP_AT_COMMIT.set(true);
 }
 
 /// Whether this transaction changed policies (for the commit callback's
 /// quick check; never panics).
 pub fn bump_pending() -> bool {
-    BUMP_AT_COMMIT
-        .try_with(std::cell::Cell::get)
-        .unwrap_or(true)
+    BUMP_AT_COMMIT.get()
 }
 
 /// Transaction end: publish a committed change (or a rolled-back one, which
 /// costs only a reload).
 pub fn at_transaction_end() {
-    if BUMP_AT_COMMIT.with(|b| b.replace(false)) {
+    if BUMP_AT_COMMIT.replace(false) {
         shmem::bump_policy_generation();
     }
 }

@@ -94,27 +94,25 @@ pub fn application_name_is(value: Option<&str>) -> bool {
     current == value.unwrap_or("").as_bytes()
 }
 
-thread_local! {
-    static WAIT_EVENT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
+/// The custom wait event's id once registered (0 before).
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+static WAIT_EVENT: crate::backend::BackendLocal<std::cell::Cell<u32>> =
+    crate::backend::BackendLocal::new(std::cell::Cell::new(0));
 
 /// The wait event shown in pg_stat_activity while queued: a named custom
 /// event on 17+, the generic `Extension` event on 15/16.
 fn wait_event() -> u32 {
     #[cfg(any(feature = "pg17", feature = "pg18"))]
     {
-        WAIT_EVENT.with(|w| {
-            if w.get() == 0 {
-                // SAFETY: registers (or finds) a named wait event in shared
-                // memory; valid in a backend.
-                w.set(unsafe { pg_sys::WaitEventExtensionNew(c"PwbBudgetQueue".as_ptr()) });
-            }
-            w.get()
-        })
+        if WAIT_EVENT.get() == 0 {
+            // SAFETY: registers (or finds) a named wait event in shared
+            // memory; valid in a backend.
+            WAIT_EVENT.set(unsafe { pg_sys::WaitEventExtensionNew(c"PwbBudgetQueue".as_ptr()) });
+        }
+        WAIT_EVENT.get()
     }
     #[cfg(not(any(feature = "pg17", feature = "pg18")))]
     {
-        WAIT_EVENT.with(|w| w.set(pg_sys::PG_WAIT_EXTENSION));
         pg_sys::PG_WAIT_EXTENSION
     }
 }

@@ -1,7 +1,7 @@
 //! Every `pwb.*` GUC with its documented name, default and context, and typed
 //! getters.
 use governance::budget::predict::{PredictionDefaults, Predictor};
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, GucValue};
 use pgrx::prelude::*;
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -154,31 +154,43 @@ pub fn init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pwb".as_ptr()) };
 }
 
+/// A setting's current value, read without the thread check of pgrx's
+/// `GucSetting::get` (a thread-local lookup on every read). The getters
+/// below run several times for every governed statement, and `enabled` for
+/// every statement, read-only ones included.
+fn current<T: GucValue>(setting: &GucSetting<T>) -> T {
+    // SAFETY: `as_ptr` points at the setting's own cell. PostgreSQL writes it
+    // (SET, reload) only from the backend's one thread, the only thread that
+    // runs this library (see `backend::BackendLocal`), and keeps the value
+    // within the setting's range or options, so `from_raw` accepts it.
+    unsafe { T::from_raw(*setting.as_ptr()) }
+}
+
 pub fn enabled() -> bool {
-    ENABLED.get()
+    current(&ENABLED)
 }
 
 pub fn fail_open() -> bool {
-    FAIL_OPEN.get()
+    current(&FAIL_OPEN)
 }
 
 pub fn composite_scope_enabled() -> bool {
-    COMPOSITE_SCOPE_ENABLED.get()
+    current(&COMPOSITE_SCOPE_ENABLED)
 }
 
 pub fn profile_ewma_alpha() -> f64 {
-    PROFILE_EWMA_ALPHA.get()
+    current(&PROFILE_EWMA_ALPHA)
 }
 
 pub fn predictor() -> Predictor {
-    match PREDICTOR.get() {
+    match current(&PREDICTOR) {
         PredictorGuc::ProfileEwma => Predictor::ProfileEwma,
         PredictorGuc::StatementClassFallback => Predictor::StatementClassFallback,
     }
 }
 
 fn bytes(setting: &GucSetting<i32>) -> u64 {
-    u64::try_from(setting.get()).unwrap_or(0)
+    u64::try_from(current(setting)).unwrap_or(0)
 }
 
 pub fn prediction_defaults() -> PredictionDefaults {

@@ -36,6 +36,28 @@ pub struct Entry {
     pub utility: bool,
 }
 
+impl Entry {
+    /// A statement opened by `marker` that has charged nothing yet, in the
+    /// current subtransaction and database. Never panics.
+    fn new(marker: usize, class: StatementClass, query_id: i64, profile_scope: i64) -> Entry {
+        Entry {
+            marker,
+            subxid: wal::subxact_id(),
+            wal_start: 0,
+            predicted: 0,
+            charged: 0,
+            ledger: Ledger::None,
+            policy: None,
+            dboid: wal::database_oid(),
+            profile_scope,
+            query_id,
+            decision_seq: 0,
+            deferred: None,
+            utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
+        }
+    }
+}
+
 /// What the decision of a statement that charges nothing is written from,
 /// kept until the statement is settled: its class, when it was admitted,
 /// its text's hash, and the scope and policy it was resolved to. (Small on
@@ -70,9 +92,9 @@ fn charges_nothing(matched: Option<&Matched>) -> bool {
     matched.is_none_or(|m| Ledger::for_mode(m.mode) == Ledger::None && m.slot.is_some())
 }
 
-/// The entry of a statement that charges nothing. It takes no lock: its
-/// prediction, decision, counters and scope are written after it ends (see
-/// `settle`). Never panics.
+/// The entry of a statement that charges nothing, ready to push: its WAL
+/// counter is read last. It takes no lock: its prediction, decision,
+/// counters and scope are written after it ends (see `settle`). Never panics.
 fn uncharged_entry(
     class: StatementClass,
     query_id: i64,
@@ -80,27 +102,19 @@ fn uncharged_entry(
     marker: usize,
     resolution: Rc<backend::Resolution>,
 ) -> Entry {
-    let matched = resolution.matched.as_ref();
-    Entry {
-        marker,
-        subxid: wal::subxact_id(),
-        wal_start: 0,
-        predicted: 0,
-        charged: 0,
-        ledger: Ledger::None,
-        policy: matched.and_then(|m| m.slot.map(|i| (i, m.policy_id))),
-        dboid: wal::database_oid(),
-        profile_scope: resolution.profile_scope().0,
-        query_id,
-        decision_seq: 0,
-        deferred: Some(Deferred {
-            class,
-            timestamp_epoch_ms: wal::now().epoch_ms,
-            query_hash,
-            resolution,
-        }),
-        utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
-    }
+    let mut entry = Entry::new(marker, class, query_id, resolution.profile_scope().0);
+    entry.policy = resolution
+        .matched
+        .as_ref()
+        .and_then(|m| m.slot.map(|i| (i, m.policy_id)));
+    entry.deferred = Some(Deferred {
+        class,
+        timestamp_epoch_ms: wal::now().epoch_ms,
+        query_hash,
+        resolution,
+    });
+    entry.wal_start = wal::wal_bytes();
+    entry
 }
 
 /// Admission of a statement that charges nothing, without pgrx's guard:
@@ -123,9 +137,9 @@ pub fn try_begin_uncharged(
     if !charges_nothing(resolution.matched.as_ref()) {
         return false;
     }
-    let mut entry = uncharged_entry(class, query_id, query_hash, marker, resolution);
-    entry.wal_start = wal::wal_bytes();
-    backend::try_push(entry)
+    backend::try_push(uncharged_entry(
+        class, query_id, query_hash, marker, resolution,
+    ))
 }
 
 /// Admission for one top-level writing statement. May wait (queue mode) or
@@ -150,27 +164,13 @@ pub fn begin_statement(class: StatementClass, query_id: i64, query_hash: i64, ma
             Some(m) if !charges_nothing(matched) => m,
             _ => {
                 let resolution = Rc::clone(&resolution);
-                let mut entry = uncharged_entry(class, query_id, query_hash, marker, resolution);
-                entry.wal_start = wal::wal_bytes();
-                backend::push(entry);
+                backend::push(uncharged_entry(
+                    class, query_id, query_hash, marker, resolution,
+                ));
                 return;
             }
         };
-        let mut entry = Entry {
-            marker,
-            subxid: wal::subxact_id(),
-            wal_start: 0,
-            predicted: 0,
-            charged: 0,
-            ledger: Ledger::None,
-            policy: None,
-            dboid,
-            profile_scope: profile_scope_hash,
-            query_id,
-            decision_seq: 0,
-            deferred: None,
-            utility: matches!(class, StatementClass::Utility | StatementClass::Copy),
-        };
+        let mut entry = Entry::new(marker, class, query_id, profile_scope_hash);
         let mut decision = shmem::DecisionSlot {
             seq: 0,
             timestamp_epoch_ms: now_ms,
@@ -416,9 +416,8 @@ fn write_measured(shm: &mut shmem::Locked) {
 
 /// Transaction end (after its commit, abort or prepare record was written
 /// and its locks released): writes the statements this backend holds, and
-/// charges the WAL written
-/// since the last governed statement settled, mostly that record, as debt to
-/// the same policy bucket. Without that charge, a stream of small autocommit
+/// charges the WAL written since the last governed statement settled, mostly
+/// that record, as debt to the same policy bucket. Without that charge, a stream of small autocommit
 /// writes would exceed its rate by the size of its commit records.
 pub fn end_transaction() {
     let tail = backend::take_tail().and_then(|tail| {

@@ -166,13 +166,21 @@ server_cpu_ticks() {
     } | awk '{ sum += $1 } END { print sum }'
 }
 TICKS_PER_SECOND="$(getconf CLK_TCK)"
+echo "reload runs: clients $AB_CLIENTS, $AB_SECONDS s per run, $AB_ROUNDS rounds, configurations back to back per client count"
+# Each round vacuums once; then, per client count and workload, the three
+# configurations run back to back in the round's order, each right after a
+# reload and a CHECKPOINT. So the runs compared with each other are seconds
+# apart (up to run 18 each configuration ran all its client counts in one
+# block, and a pair's runs were 20-40 s apart), and every run starts from
+# the same point of the checkpoint cycle.
 for round in $(seq 1 "$AB_ROUNDS"); do
-    for i in $(order_of_round "$round"); do
-        config="${AB_CONFIGS[$i]}"
-        reload_with ${SETTINGS[$config]}
-        psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" -c "CHECKPOINT"
-        for clients in $AB_CLIENTS; do
-            for mode in $MODES; do
+    psql_ -d bench -c "VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history"
+    for clients in $AB_CLIENTS; do
+        for mode in $MODES; do
+            for i in $(order_of_round "$round"); do
+                config="${AB_CONFIGS[$i]}"
+                reload_with ${SETTINGS[$config]}
+                psql_ -d bench -c "CHECKPOINT"
                 sleep 0.5 # the previous connections' backends have exited
                 ticks_before="$(server_cpu_ticks)"
                 out=$(pgbench_ -U bench $(mode_flag "$mode") -c "$clients" -j 2 -T "$AB_SECONDS" -n bench 2>/dev/null)

@@ -417,8 +417,9 @@ fn write_measured(shm: &mut shmem::Locked) {
 /// Transaction end (after its commit, abort or prepare record was written
 /// and its locks released): writes the statements this backend holds, and
 /// charges the WAL written since the last governed statement settled, mostly
-/// that record, as debt to the same policy bucket. Without that charge, a stream of small autocommit
-/// writes would exceed its rate by the size of its commit records.
+/// that record, as debt to the same policy bucket. Without that charge, a
+/// stream of small autocommit writes would exceed its rate by the size of
+/// its commit records.
 pub fn end_transaction() {
     let tail = backend::take_tail().and_then(|tail| {
         let written = wal::wal_bytes().saturating_sub(tail.wal_mark);

@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+#[macro_use]
+pub mod codes;
 pub mod budget;
 pub mod pacing;
 pub mod sizing;

@@ -3,14 +3,28 @@
 
 -- Role names starting with "pg_" are reserved by PostgreSQL, so the
 -- administrators' role is throttle_admin (see docs/pg_throttle.md). Roles are
--- cluster-wide: create it only if an earlier CREATE EXTENSION did not.
-DO $do$
+-- cluster-wide: another database's installation may already have created it
+-- and marked it as ours with a comment. A role of that name that pg_throttle
+-- did not create stops the install: whoever could create it beforehand (any
+-- CREATEROLE holder) would otherwise gain the right to throttle everyone.
+DO $throttle_roles$
+DECLARE
+    marker constant text := 'pg_throttle operational role';
+    existing oid;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'throttle_admin') THEN
+    SELECT oid INTO existing FROM pg_catalog.pg_roles
+     WHERE rolname OPERATOR(pg_catalog.=) 'throttle_admin';
+    IF existing IS NULL THEN
         CREATE ROLE throttle_admin NOLOGIN;
+        EXECUTE pg_catalog.format('COMMENT ON ROLE throttle_admin IS %L', marker);
+    ELSIF pg_catalog.shobj_description(existing, 'pg_authid') IS DISTINCT FROM marker THEN
+        RAISE EXCEPTION 'role "throttle_admin" already exists and was not created by pg_throttle'
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'Role throttle_admin has no pg_throttle marker comment.',
+                  HINT = 'Rename or drop that role, or if it is meant for pg_throttle, mark it with COMMENT ON ROLE throttle_admin IS ''pg_throttle operational role''.';
     END IF;
 END
-$do$;
+$throttle_roles$;
 
 GRANT USAGE ON SCHEMA @extschema@ TO throttle_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE @extschema@.throttlings TO throttle_admin;

@@ -20,7 +20,7 @@ GRANT EXECUTE ON FUNCTION
 TO pwb_monitor;
 
 -- Tenant setters.
-GRANT EXECUTE ON FUNCTION pwb.set_tenant(text), pwb.clear_tenant(), pwb.current_tenant()
+GRANT EXECUTE ON FUNCTION pwb.set_tenant(text, boolean), pwb.clear_tenant(), pwb.current_tenant()
 TO pwb_tenant_setter;
 
 -- Administration: policy mutation, resets, profile flush.

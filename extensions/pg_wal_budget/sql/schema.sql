@@ -89,7 +89,7 @@ CREATE FUNCTION pwb.policies() RETURNS SETOF pwb.policy
 -- backends reload their policy cache.
 CREATE FUNCTION pwb.policy_changed() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pwb
+    SET search_path = pg_catalog, pwb, pg_temp
     AS $$ BEGIN PERFORM pwb.notify_policy_change(); RETURN NULL; END $$;
 
 CREATE TRIGGER policy_changed

@@ -34,7 +34,7 @@ fn require_shmem() -> shmem::Locked {
 /// always fix a policy.
 fn internal<R>(f: impl FnOnce() -> R) -> R {
     let _internal = backend::InternalScope::enter();
-    f()
+    pgsupport::privileged::with_safe_search_path(f)
 }
 
 fn ok<T>(r: Result<T, policy::ArgError>) -> T {
@@ -84,7 +84,7 @@ fn create_policy(
 fn update_one(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>], policy_id: i32) {
     let n = internal(|| {
         Spi::get_one_with_args::<i64>(
-            &format!("WITH u AS ({sql} RETURNING 1) SELECT count(*) FROM u"),
+            &format!("WITH u AS ({sql} RETURNING 1) SELECT pg_catalog.count(*) FROM u"),
             args,
         )
     });
@@ -108,7 +108,8 @@ fn update_policy(
     ));
     update_one(
         "UPDATE pwb.policy SET wal_rate_bytes_per_sec = $2, wal_burst_bytes = $3, \
-         priority = coalesce($4, priority), updated_at = now() WHERE policy_id = $1",
+         priority = coalesce($4, priority), updated_at = pg_catalog.now() \
+         WHERE policy_id OPERATOR(pg_catalog.=) $1",
         &[
             id.into(),
             (rate as i64).into(),
@@ -126,7 +127,8 @@ fn set_policy_mode(policy_id: Option<i32>, mode: Option<&str>) {
     let id = ok(policy::validate_policy_id(policy_id));
     let mode = ok(policy::parse_mode(mode));
     update_one(
-        "UPDATE pwb.policy SET mode = $2, updated_at = now() WHERE policy_id = $1",
+        "UPDATE pwb.policy SET mode = $2, updated_at = pg_catalog.now() \
+         WHERE policy_id OPERATOR(pg_catalog.=) $1",
         &[id.into(), mode.as_str().into()],
         id,
     );
@@ -137,7 +139,8 @@ fn set_policy_mode(policy_id: Option<i32>, mode: Option<&str>) {
 fn disable_policy(policy_id: Option<i32>) {
     let id = ok(policy::validate_policy_id(policy_id));
     update_one(
-        "UPDATE pwb.policy SET enabled = false, updated_at = now() WHERE policy_id = $1",
+        "UPDATE pwb.policy SET enabled = false, updated_at = pg_catalog.now() \
+         WHERE policy_id OPERATOR(pg_catalog.=) $1",
         &[id.into()],
         id,
     );
@@ -150,36 +153,39 @@ fn notify_policy_change() {
 }
 
 fn require_tenant_setter() {
-    // SAFETY: catalog lookups for the current user; missing_ok = true.
-    let allowed = unsafe {
-        let role = pg_sys::get_role_oid(c"pwb_tenant_setter".as_ptr(), true);
-        pg_sys::superuser()
-            || (role != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), role))
-    };
-    if !allowed {
+    if !pgsupport::roles::current_user_has_privs_of(c"pwb_tenant_setter") {
         errors::privilege("set the pg_wal_budget tenant", "pwb_tenant_setter");
     }
 }
 
-/// Sets this backend's trusted tenant.
+/// Sets this backend's trusted tenant, like `SET pwb.tenant` (undone by
+/// ROLLBACK, cleared by RESET ALL / DISCARD ALL); with `is_local => true`
+/// like `SET LOCAL` (until the end of the transaction). A NULL `is_local`
+/// counts as false, as does its absence (the 0.3.0 signature, before
+/// `ALTER EXTENSION ... UPDATE`).
 #[pg_extern(volatile, parallel_unsafe)]
-fn set_tenant(tenant: Option<&str>) {
+fn set_tenant(tenant: Option<&str>, is_local: default!(Option<bool>, false)) {
     require_tenant_setter();
     let tenant = ok(policy::parse_tenant(tenant));
-    backend::set_tenant(Some(tenant));
+    let lifetime = if is_local == Some(true) {
+        pgsupport::guc::Lifetime::Transaction
+    } else {
+        pgsupport::guc::Lifetime::Session
+    };
+    crate::guc::set_tenant(Some(&tenant), lifetime);
 }
 
-/// Clears this backend's tenant.
+/// Clears this backend's tenant (like `SET pwb.tenant = ''`).
 #[pg_extern(volatile, parallel_unsafe)]
 fn clear_tenant() {
     require_tenant_setter();
-    backend::set_tenant(None);
+    crate::guc::set_tenant(None, pgsupport::guc::Lifetime::Session);
 }
 
 /// The backend's current tenant, or NULL.
 #[pg_extern(stable, parallel_unsafe)]
 fn current_tenant() -> Option<String> {
-    backend::tenant()
+    crate::guc::tenant()
 }
 
 #[allow(clippy::type_complexity)]

@@ -18,7 +18,6 @@ pub struct CachedPolicy {
 }
 
 struct State {
-    tenant: Option<String>,
     stack: Vec<Entry>,
     /// Statements that charged nothing, measured and not yet written to
     /// shared memory (see `flow::settle`).
@@ -40,7 +39,6 @@ struct State {
 impl State {
     const fn new() -> State {
         State {
-            tenant: None,
             stack: Vec::new(),
             measured: Vec::new(),
             policies: Vec::new(),
@@ -110,17 +108,6 @@ fn read_state<R>(read: impl FnOnce(&State) -> R) -> R {
 
 fn with_state<R>(change: impl FnOnce(&mut State) -> R) -> R {
     change(&mut STATE.borrow_mut())
-}
-
-pub fn set_tenant(tenant: Option<String>) {
-    with_state(|s| {
-        s.tenant = tenant;
-        s.inputs_epoch += 1;
-    });
-}
-
-pub fn tenant() -> Option<String> {
-    read_state(|s| s.tenant.clone())
 }
 
 /// Reads the state without panicking, for the checks that run outside
@@ -308,6 +295,7 @@ pub struct Resolution {
     // The inputs it was computed from.
     inputs_epoch: u64,
     role_oid: pg_sys::Oid,
+    tenant: Option<String>,
     application: Option<String>,
     composite: bool,
 }
@@ -335,6 +323,7 @@ pub fn resolve(composite: bool) -> Rc<Resolution> {
     }
     let role_oid = wal::current_user_oid();
     let application = wal::application_name();
+    let tenant = crate::guc::tenant();
     with_state(|s| {
         if s.role.as_ref().is_none_or(|(oid, _)| *oid != role_oid) {
             s.role = wal::role_name(role_oid).map(|n| (role_oid, n));
@@ -343,7 +332,7 @@ pub fn resolve(composite: bool) -> Rc<Resolution> {
             s.database = wal::database_name();
         }
         let context = ScopeContext {
-            tenant: s.tenant.clone(),
+            tenant: tenant.clone(),
             role: s.role.as_ref().map(|(_, n)| n.clone()),
             database: s.database.clone(),
             application: application.clone(),
@@ -354,6 +343,7 @@ pub fn resolve(composite: bool) -> Rc<Resolution> {
             primary: scopes.into_iter().next(),
             inputs_epoch: s.inputs_epoch,
             role_oid,
+            tenant,
             application,
             composite,
         });
@@ -373,6 +363,7 @@ pub fn cached_resolution(composite: bool) -> Option<Rc<Resolution>> {
                 r.inputs_epoch == s.inputs_epoch
                     && r.role_oid == role_oid
                     && r.composite == composite
+                    && crate::guc::tenant_is(r.tenant.as_deref())
                     && wal::application_name_is(r.application.as_deref())
             })
             .cloned()

@@ -25,6 +25,8 @@ static SHMEM_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static RECENT_DECISION_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static PROFILE_CACHE_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static BUDGET_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
+static TENANT: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(None);
 
 /// Largest capacity any array may be given.
 const MAX_CAPACITY: i32 = 1 << 20;
@@ -104,6 +106,14 @@ pub fn init() {
         GucFlags::default(),
     );
 
+    GucRegistry::define_string_guc(
+        c"pwb.tenant",
+        c"The session's trusted tenant (set with pwb.set_tenant()).",
+        c"Superuser-only: pwb.set_tenant() sets it for members of pwb_tenant_setter. Follows SET semantics: undone by ROLLBACK, cleared by RESET ALL and DISCARD ALL.",
+        &TENANT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     init_profile_gucs();
     if !crate::preload::is_preloaded() {
         // Postmaster-context settings can only be defined while preloading;
@@ -176,6 +186,21 @@ pub fn fail_open() -> bool {
 
 pub fn composite_scope_enabled() -> bool {
     current(&COMPOSITE_SCOPE_ENABLED)
+}
+
+/// The session's trusted tenant (None when unset or empty).
+pub fn tenant() -> Option<String> {
+    pgsupport::guc::current_str(&TENANT)
+}
+
+/// Whether the tenant is still `value`, without allocating.
+pub fn tenant_is(value: Option<&str>) -> bool {
+    pgsupport::guc::str_equals(&TENANT, value)
+}
+
+/// Sets the tenant (None clears it) for the session or the transaction.
+pub fn set_tenant(value: Option<&str>, lifetime: pgsupport::guc::Lifetime) {
+    pgsupport::guc::set_with_privilege(c"pwb.tenant", value, lifetime);
 }
 
 pub fn profile_ewma_alpha() -> f64 {

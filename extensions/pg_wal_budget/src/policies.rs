@@ -67,18 +67,12 @@ fn read_rows() -> Option<Vec<Row>> {
         return None;
     }
     let _internal = backend::InternalScope::enter();
-    let mut save_user = pg_sys::InvalidOid;
-    let mut save_ctx = 0;
-    // SAFETY: saving and switching the user id for the duration of our own
-    // query; an error in between is cleaned up by transaction abort, which
-    // restores the user id.
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut save_user, &mut save_ctx);
-        pg_sys::SetUserIdAndSecContext(
-            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-            save_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-    }
+    // As the bootstrap superuser (the statement's user need not see the
+    // table), with a pinned search_path.
+    pgsupport::privileged::as_superuser(read_rows_with_latest_snapshot)
+}
+
+fn read_rows_with_latest_snapshot() -> Option<Vec<Row>> {
     // SAFETY: reads the policies with the latest committed snapshot (not the
     // statement's, which a queued statement took before waiting), popped
     // below; an error in between is cleaned up by transaction abort.
@@ -122,11 +116,8 @@ fn read_rows() -> Option<Vec<Row>> {
         }
         Ok(rows)
     });
-    // SAFETY: undoes the snapshot push and user switch above.
-    unsafe {
-        pg_sys::PopActiveSnapshot();
-        pg_sys::SetUserIdAndSecContext(save_user, save_ctx);
-    }
+    // SAFETY: undoes the snapshot push above.
+    unsafe { pg_sys::PopActiveSnapshot() };
     Some(rows.unwrap_or_default())
 }
 

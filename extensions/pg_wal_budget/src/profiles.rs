@@ -34,13 +34,15 @@ pub fn flush() -> i64 {
     Spi::run_with_args(
         "INSERT INTO pwb.query_profile AS q \
            (scope_hash, query_id, calls, ewma_wal_bytes, max_wal_bytes, last_seen_epoch_ms, updated_at) \
-         SELECT s, qid, c, e, m, l, now() \
-           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::bigint[], $6::bigint[]) \
+         SELECT s, qid, c, e, m, l, pg_catalog.now() \
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), \
+                           pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::float8[]), \
+                           pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[])) \
                 AS u(s, qid, c, e, m, l) \
          ON CONFLICT (scope_hash, query_id) DO UPDATE SET \
            calls = EXCLUDED.calls, ewma_wal_bytes = EXCLUDED.ewma_wal_bytes, \
            max_wal_bytes = EXCLUDED.max_wal_bytes, last_seen_epoch_ms = EXCLUDED.last_seen_epoch_ms, \
-           updated_at = now()",
+           updated_at = pg_catalog.now()",
         &[
             scope.into(),
             query.into(),

@@ -21,8 +21,9 @@ pub fn init() {
 fn extension_ready() -> bool {
     BackgroundWorker::transaction(|| {
         Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_wal_budget') \
-             AND to_regclass('pwb.query_profile') IS NOT NULL",
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension \
+                            WHERE extname OPERATOR(pg_catalog.=) 'pg_wal_budget') \
+             AND pg_catalog.to_regclass('pwb.query_profile') IS NOT NULL",
         )
         .ok()
         .flatten()
@@ -36,6 +37,15 @@ pub extern "C-unwind" fn pwb_profile_writer_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = guc::profile_database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // The worker runs as the bootstrap superuser: its search_path is pinned
+    // before anything else runs, so that no object created by the database's
+    // owner (who can set the database's search_path) runs inside its
+    // statements.
+    BackgroundWorker::transaction(|| {
+        if let Err(e) = Spi::run("SET search_path = pg_catalog, pg_temp") {
+            pgrx::warning!("pg_wal_budget: could not pin the worker's search_path: {e}");
+        }
+    });
     // The worker's own writes are bookkeeping, not workload.
     crate::backend::set_internal(true);
     let mut loaded = false;

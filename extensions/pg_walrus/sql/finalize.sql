@@ -1,19 +1,31 @@
 -- Roles, the history() function and privileges (see docs/pg_walrus.md).
--- Roles are cluster-wide: create them only if another database's
--- installation has not already.
-DO $$
+-- Roles are cluster-wide: another database's installation may already have
+-- created them, and marked them as ours with a comment. A role of the same
+-- name that pg_walrus did not create stops the install: whoever could create
+-- it beforehand (any CREATEROLE holder) would otherwise gain its rights.
+DO $walrus_roles$
+DECLARE
+    r text;
+    marker constant text := 'pg_walrus operational role';
+    existing oid;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'walrus_monitor') THEN
-        CREATE ROLE walrus_monitor NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'walrus_admin') THEN
-        CREATE ROLE walrus_admin NOLOGIN;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['walrus_monitor', 'walrus_admin'] LOOP
+        SELECT oid INTO existing FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r;
+        IF existing IS NULL THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+            EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r, marker);
+        ELSIF pg_catalog.shobj_description(existing, 'pg_authid') IS DISTINCT FROM marker THEN
+            RAISE EXCEPTION 'role "%" already exists and was not created by pg_walrus', r
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = pg_catalog.format('Role %I has no pg_walrus marker comment.', r),
+                      HINT = 'Rename or drop that role, or if it is meant for pg_walrus, mark it with COMMENT ON ROLE ... IS ''pg_walrus operational role''.';
+        END IF;
+    END LOOP;
     IF NOT pg_catalog.pg_has_role('walrus_admin', 'walrus_monitor', 'MEMBER') THEN
         GRANT walrus_monitor TO walrus_admin;
     END IF;
 END
-$$;
+$walrus_roles$;
 
 -- Sizing decisions, newest first.
 CREATE FUNCTION history()

@@ -1,12 +1,15 @@
 //! SQL functions in schema `walrus`.
 use crate::engine::{self, Origin};
 use crate::guc::{self, ServerSettings};
-use crate::shmem::{self, ACTIONS, Shared};
-use crate::{stats, sys};
-use governance::sizing::{Counters, Evaluation, Settings};
-use pgrx::pg_sys::panic::ErrorReport;
+use crate::pg::shmem;
+use crate::state::Shared;
+use crate::stats;
+use governance::sizing::{Action, Counters, Evaluation, Settings};
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgLogLevel, PgSqlErrorCode};
+use pgrx::{JsonB, PgSqlErrorCode};
+use pgsupport::privileged::{as_superuser, with_safe_search_path};
+use pgsupport::roles;
+use pgsupport::time::unix_ms;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
@@ -14,12 +17,8 @@ use std::fmt::Write as _;
 pub const ADMIN_ROLE: &std::ffi::CStr = c"walrus_admin";
 
 /// Raise an ERROR with a DETAIL and a HINT.
-pub fn raise(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
-    ErrorReport::new(code, message, "pg_walrus")
-        .set_detail(detail)
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
+fn raise(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
+    pgsupport::error::raise("pg_walrus", code, message, detail, hint)
 }
 
 fn require_preloaded(what: &str) {
@@ -36,32 +35,27 @@ fn require_preloaded(what: &str) {
 }
 
 fn require_admin(what: &str) {
-    if !sys::current_user_has_role(ADMIN_ROLE) {
+    if !roles::current_user_has_privs_of(ADMIN_ROLE) {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to {what}"),
             format!(
                 "Only superusers and members of role \"walrus_admin\" may {what}; current user is \"{}\".",
-                current_user()
+                roles::current_user_name()
             ),
             "GRANT walrus_admin TO the role that needs it.",
         );
     }
 }
 
-fn current_user() -> String {
-    Spi::get_one::<String>("SELECT current_user::text")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
 fn read_server_and_counters() -> (ServerSettings, Option<Counters>) {
-    let server =
-        stats::server().unwrap_or_else(|e| error!("pg_walrus: could not read settings: {e}"));
-    let counters =
-        stats::counters().unwrap_or_else(|e| error!("pg_walrus: could not read statistics: {e}"));
-    (server, counters)
+    with_safe_search_path(|| {
+        let server =
+            stats::server().unwrap_or_else(|e| error!("pg_walrus: could not read settings: {e}"));
+        let counters = stats::counters()
+            .unwrap_or_else(|e| error!("pg_walrus: could not read statistics: {e}"));
+        (server, counters)
+    })
 }
 
 /// ISO-8601 UTC text of a Unix time in milliseconds (null for 0).
@@ -114,7 +108,7 @@ fn preview() -> Preview {
     let eval = counters.and_then(|c| {
         shared
             .sizer
-            .preview(&settings, sys::now_ms(), c, server.max_wal_size_mb)
+            .preview(&settings, unix_ms(), c, server.max_wal_size_mb)
     });
     Preview {
         server,
@@ -148,7 +142,7 @@ fn recommendation_json(p: &Preview) -> Value {
         ),
         Some(e) => match &e.decision {
             None => ("none", current, e.keep_reason.clone()),
-            Some(d) => (d.intended.name(), d.new_mb, d.reason.clone()),
+            Some(d) => (d.intended.as_str(), d.new_mb, d.reason.clone()),
         },
     };
     let mut v = json!({
@@ -165,7 +159,7 @@ fn recommendation_json(p: &Preview) -> Value {
         v["cycle_wal_bytes"] = json!(e.cycle_bytes);
         v["needed_size_mb"] = json!(e.needed_mb);
         if let Some(d) = &e.decision {
-            v["would_record"] = json!(d.action.name());
+            v["would_record"] = json!(d.action.as_str());
         }
     }
     v
@@ -202,10 +196,10 @@ fn analyze(apply: default!(bool, false)) -> JsonB {
     let recorded = engine::carry_out(decision, &eval, &p.settings, &p.server, Origin::Manual);
     // The manual decision ends the worker's current interval.
     if let Ok(Some(c)) = stats::counters() {
-        shmem::SHARED.exclusive().sizer.rebaseline(c, sys::now_ms());
+        shmem::SHARED.exclusive().sizer.rebaseline(c, unix_ms());
     }
     v["applied"] = json!(recorded.action.changes_size() && recorded.new_mb != recorded.old_mb);
-    v["recorded_action"] = json!(recorded.action.name());
+    v["recorded_action"] = json!(recorded.action.as_str());
     v["new_size_mb"] = json!(recorded.new_mb);
     JsonB(v)
 }
@@ -251,7 +245,7 @@ fn status() -> JsonB {
         return JsonB(v);
     }
     let sh = *shmem::SHARED.share();
-    let now = sys::now_ms();
+    let now = unix_ms();
     v["worker"] = json!({
         "state": sh.state.name(),
         "pid": if sh.worker_pid > 0 { json!(sh.worker_pid) } else { Value::Null },
@@ -265,7 +259,7 @@ fn status() -> JsonB {
     } else {
         json!({
             "at": iso(sh.last.at_ms),
-            "action": ACTIONS[usize::from(sh.last.action - 1)],
+            "action": sh.last.action().map(Action::as_str),
             "old_size_mb": sh.last.old_mb,
             "new_size_mb": sh.last.new_mb,
             "forced_checkpoints": sh.last.forced,
@@ -282,8 +276,8 @@ fn status() -> JsonB {
     let mut counters = serde_json::Map::new();
     counters.insert("intervals".into(), json!(sh.intervals));
     counters.insert("decisions".into(), json!(sh.decisions));
-    for (i, name) in ACTIONS.iter().enumerate() {
-        counters.insert((*name).into(), json!(sh.actions[i]));
+    for action in Action::ALL {
+        counters.insert(action.as_str().into(), json!(sh.count_of(*action)));
     }
     counters.insert("changes_applied".into(), json!(sh.changes_applied));
     counters.insert(
@@ -314,14 +308,19 @@ fn reset() -> bool {
     true
 }
 
-/// Delete history rows older than walrus.history_retention_days.
+/// Delete history rows older than walrus.history_retention_days. Runs as
+/// the bootstrap superuser (a walrus_admin member need not own the table)
+/// with a pinned search_path, and every function and operator in it is
+/// schema-qualified.
 pub fn delete_expired_history() -> Result<i64, pgrx::spi::Error> {
     let days = guc::HISTORY_RETENTION_DAYS.get();
-    sys::as_superuser(|| {
+    as_superuser(|| {
         Spi::get_one_with_args::<i64>(
-            "WITH gone AS (DELETE FROM walrus.history \
-               WHERE timestamp < pg_catalog.now() - pg_catalog.make_interval(days => $1) RETURNING 1) \
-             SELECT count(*) FROM gone",
+            "WITH gone AS (DELETE FROM walrus.history AS h \
+               WHERE h.\"timestamp\" OPERATOR(pg_catalog.<) \
+                     (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)) \
+               RETURNING 1) \
+             SELECT pg_catalog.count(*) FROM gone",
             &[days.into()],
         )
         .map(|n| n.unwrap_or(0))
@@ -393,7 +392,7 @@ fn metrics() -> String {
     let recommended = counters
         .and_then(|c| {
             sh.sizer
-                .preview(&settings, sys::now_ms(), c, server.max_wal_size_mb)
+                .preview(&settings, unix_ms(), c, server.max_wal_size_mb)
         })
         .and_then(|e| e.decision.map(|d| d.new_mb))
         .unwrap_or(server.max_wal_size_mb);
@@ -433,13 +432,12 @@ fn metrics() -> String {
         "Consecutive intervals without forced checkpoints.",
         &[("", f64::from(sh.sizer.quiet_intervals()))],
     );
-    let labels: Vec<String> = ACTIONS
+    let labels: Vec<(String, u64)> = Action::ALL
         .iter()
-        .map(|a| format!("{{action=\"{a}\"}}"))
+        .map(|a| (format!("{{action=\"{}\"}}", a.as_str()), sh.count_of(*a)))
         .collect();
     let samples: Vec<(&str, f64)> = labels
         .iter()
-        .zip(sh.actions.iter())
         .map(|(l, n)| (l.as_str(), *n as f64))
         .collect();
     metric(
@@ -458,7 +456,7 @@ fn metrics() -> String {
         "skips_total",
         "counter",
         "Changes skipped by rate limits or a refused ALTER SYSTEM.",
-        &[("", sh.actions[4] as f64)],
+        &[("", sh.count_of(Action::Skipped) as f64)],
     );
     metric(
         "last_decision_timestamp_seconds",

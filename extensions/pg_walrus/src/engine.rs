@@ -2,10 +2,14 @@
 //! it, record it in `walrus.history`, NOTIFY it, publish it in shared memory.
 //! Used by the worker and by `walrus.analyze(true)`.
 use crate::guc::{self, ServerSettings};
-use crate::{shmem, stats, sys};
+use crate::pg::{server, shmem};
+use crate::state::LastDecision;
+use crate::stats;
 use governance::sizing::{Action, Decision, Evaluation, Settings};
 use pgrx::JsonB;
 use pgrx::prelude::*;
+use pgsupport::privileged::as_superuser;
+use pgsupport::subxact::in_subtransaction;
 use serde_json::{Value, json};
 
 /// The NOTIFY channel every decision is announced on.
@@ -37,7 +41,7 @@ pub fn carry_out(
     server: &ServerSettings,
     origin: Origin,
 ) -> Decision {
-    let now = sys::now_ms();
+    let now = pgsupport::time::unix_ms();
     log_decision(&d, eval, settings);
     if d.action.changes_size() && d.new_mb != d.old_mb {
         match apply(d.new_mb) {
@@ -74,9 +78,9 @@ fn apply(new_mb: u64) -> Result<(), String> {
         Ok(None) => {}
         Err(e) => return Err(format!("could not read pg_settings: {e}")),
     }
-    sys::in_subtransaction(|| sys::as_superuser(|| sys::alter_system_max_wal_size(new_mb)))
+    in_subtransaction(|| as_superuser(|| server::alter_system_max_wal_size(new_mb)))
         .map_err(|m| format!("ALTER SYSTEM failed: {m}"))?;
-    if !sys::signal_reload() {
+    if !server::signal_reload() {
         pgrx::warning!("pg_walrus: could not signal the postmaster to reload");
     }
     Ok(())
@@ -125,8 +129,8 @@ fn payload(
     now: u64,
 ) -> Value {
     json!({
-        "action": d.action.name(),
-        "intended_action": d.intended.name(),
+        "action": d.action.as_str(),
+        "intended_action": d.intended.as_str(),
         "old_size_mb": d.old_mb,
         "new_size_mb": d.new_mb,
         "forced_checkpoints": eval.forced,
@@ -152,7 +156,7 @@ fn record(
     server: &ServerSettings,
     payload: &Value,
 ) -> Result<(), String> {
-    let action = d.action.name().to_string();
+    let action = d.action.as_str().to_string();
     let old = i32::try_from(d.old_mb).unwrap_or(i32::MAX);
     let new = i32::try_from(d.new_mb).unwrap_or(i32::MAX);
     let forced = i64::try_from(eval.forced).unwrap_or(i64::MAX);
@@ -164,8 +168,8 @@ fn record(
         Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('walrus.history') IS NOT NULL")
             .map_err(|e| e.to_string())?
             .unwrap_or(false);
-    let result = sys::in_subtransaction(move || {
-        sys::as_superuser(|| {
+    let result = in_subtransaction(move || {
+        as_superuser(|| {
             if exists {
                 Spi::run_with_args(
                     "INSERT INTO walrus.history (action, old_size_mb, new_size_mb, forced_checkpoints, \
@@ -200,15 +204,12 @@ fn record(
 
 fn publish(d: &Decision, eval: &Evaluation, now: u64) {
     let mut sh = shmem::SHARED.exclusive();
-    sh.decisions += 1;
-    if let Some(i) = shmem::action_index(d.action.name()) {
-        sh.actions[i] += 1;
-        sh.last = shmem::LastDecision {
-            at_ms: now,
-            action: (i + 1) as u8,
-            old_mb: d.old_mb,
-            new_mb: d.new_mb,
-            forced: eval.forced,
-        };
-    }
+    sh.count(d.action);
+    sh.last = LastDecision {
+        at_ms: now,
+        action: d.action.code(),
+        old_mb: d.old_mb,
+        new_mb: d.new_mb,
+        forced: eval.forced,
+    };
 }

@@ -1,7 +1,7 @@
 //! Every `walrus.*` GUC, with typed getters.
 use governance::sizing::{Algorithm, MB, Settings};
+use pgrx::PostgresGucEnum;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::{PostgresGucEnum, pg_sys};
 use std::ffi::CString;
 
 /// `walrus.algorithm` values.
@@ -164,9 +164,8 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
-    // SAFETY: called from _PG_init with a static C string; reserving the
-    // prefix makes typos such as `walrus.tresholds` an error.
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"walrus".as_ptr()) };
+    // Reserving the prefix makes typos such as `walrus.tresholds` an error.
+    pgsupport::guc::reserve_prefix(c"walrus");
 }
 
 /// The configured database name.

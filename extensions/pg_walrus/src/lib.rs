@@ -1,13 +1,26 @@
 //! `pg_walrus`: a background worker that sizes `max_wal_size` so checkpoints
 //! are not forced by WAL volume. Loaded through `shared_preload_libraries`.
+//!
+//! - `worker`: the background worker's loop: wakes every interval, feeds the
+//!   counters to the sizer (`governance::sizing`), carries out decisions.
+//! - `engine`: carrying out one decision: apply, log, record, announce.
+//! - `stats`: the checkpointer counters and server settings sizing reads.
+//! - `state`: what the worker publishes in shared memory.
+//! - `guc`: every `walrus.*` setting.
+//! - `api`: the SQL functions in schema `walrus`.
+//! - `pg`: everything that talks to PostgreSQL through `unsafe` (shared
+//!   memory registration, `ALTER SYSTEM`, the worker's entry point); the
+//!   rest of the crate may not use `unsafe`.
+#![deny(unsafe_code)]
 use pgrx::prelude::*;
 
 mod api;
 mod engine;
 mod guc;
-mod shmem;
+#[allow(unsafe_code)]
+mod pg;
+mod state;
 mod stats;
-mod sys;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -18,14 +31,11 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
-    // SAFETY: a plain read of a flag the postmaster sets while loading
-    // shared_preload_libraries.
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        shmem::init();
+    if pgsupport::guc::loading_shared_preload_libraries() {
+        pg::shmem::init();
         worker::register();
     }
 }
-
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {

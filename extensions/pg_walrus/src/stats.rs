@@ -10,10 +10,12 @@ use pgrx::prelude::*;
 /// `num_requested`/`num_timed` from 17.
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
 const COUNTERS_SQL: &str = "SELECT checkpoints_req, checkpoints_timed, \
-     COALESCE((extract(epoch FROM stats_reset) * 1000)::bigint, 0) FROM pg_catalog.pg_stat_bgwriter";
+     COALESCE((pg_catalog.date_part('epoch', stats_reset) OPERATOR(pg_catalog.*) 1000)::bigint, 0) \
+     FROM pg_catalog.pg_stat_bgwriter";
 #[cfg(any(feature = "pg17", feature = "pg18"))]
 const COUNTERS_SQL: &str = "SELECT num_requested, num_timed, \
-     COALESCE((extract(epoch FROM stats_reset) * 1000)::bigint, 0) FROM pg_catalog.pg_stat_checkpointer";
+     COALESCE((pg_catalog.date_part('epoch', stats_reset) OPERATOR(pg_catalog.*) 1000)::bigint, 0) \
+     FROM pg_catalog.pg_stat_checkpointer";
 
 /// Current counters; `None` during recovery (a standby has no insert position
 /// and its checkpoints are restartpoints). `fresh` drops this transaction's
@@ -28,7 +30,7 @@ pub fn counters_with(fresh: bool) -> Result<Option<Counters>, pgrx::spi::Error> 
     }
     let (req, timed, reset) = Spi::get_three::<i64, i64, i64>(COUNTERS_SQL)?;
     let lsn = Spi::get_one::<i64>(
-        "SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_catalog.pg_lsn)::bigint",
+        "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_insert_lsn(), '0/0')::bigint",
     )?;
     Ok(Some(Counters {
         requested: req.unwrap_or(0).max(0) as u64,
@@ -46,8 +48,10 @@ pub fn counters() -> Result<Option<Counters>, pgrx::spi::Error> {
 /// Settings of the server this process sees now.
 pub fn server() -> Result<ServerSettings, pgrx::spi::Error> {
     let (max_wal, timeout, seg) = Spi::get_three::<i64, i64, i64>(
-        "SELECT (SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'max_wal_size'), \
-                (SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'checkpoint_timeout'), \
+        "SELECT (SELECT s.setting::bigint FROM pg_catalog.pg_settings s \
+                 WHERE s.name OPERATOR(pg_catalog.=) 'max_wal_size'), \
+                (SELECT s.setting::bigint FROM pg_catalog.pg_settings s \
+                 WHERE s.name OPERATOR(pg_catalog.=) 'checkpoint_timeout'), \
                 pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size'))",
     )?;
     let target = Spi::get_one::<f64>(
@@ -65,7 +69,7 @@ pub fn server() -> Result<ServerSettings, pgrx::spi::Error> {
 /// override (the command line or the environment).
 pub fn max_wal_size_locked_source() -> Result<Option<String>, pgrx::spi::Error> {
     let source = Spi::get_one::<String>(
-        "SELECT source FROM pg_catalog.pg_settings WHERE name = 'max_wal_size'",
+        "SELECT s.source FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) 'max_wal_size'",
     )?;
     Ok(source.filter(|s| s == "command line" || s == "environment variable"))
 }

@@ -1,11 +1,15 @@
 //! The background worker: wakes every interval (`checkpoint_timeout`), feeds
 //! the counters to the sizer, carries out its decisions, cleans up history.
 use crate::engine::{self, Origin};
-use crate::shmem::{self, WorkerState};
-use crate::{api, guc, stats, sys};
+use crate::pg::server;
+use crate::pg::shmem;
+use crate::state::WorkerState;
+use crate::{api, guc, stats};
 use governance::sizing::Tick;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
+use pgsupport::subxact::in_subtransaction;
+use pgsupport::time::unix_ms;
 use std::time::Duration;
 
 /// Register the worker (only from `shared_preload_libraries`).
@@ -26,25 +30,28 @@ const SAMPLES_PER_INTERVAL: u64 = 6;
 /// How often expired history is deleted.
 const CLEANUP_EVERY_MS: u64 = 3_600_000;
 
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
+/// The worker's body (entered from `pg::worker_main`).
+pub fn run() {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     {
         let mut sh = shmem::SHARED.exclusive();
-        // SAFETY: MyProcPid is set for every backend.
-        sh.worker_pid = unsafe { pg_sys::MyProcPid };
+        sh.worker_pid = pgsupport::wait::my_pid();
         sh.state = WorkerState::Starting;
-        sh.started_ms = sys::now_ms();
+        sh.started_ms = unix_ms();
         sh.sizer.drop_baseline();
     }
-    // Never wait long on a lock (someone holding walrus.history) or a slow
-    // statement: such an error costs one history row, not the worker.
+    // The worker runs as the bootstrap superuser: its search_path is pinned
+    // before anything else runs, so that no object created by a database
+    // owner (who can set the database's search_path) runs inside its
+    // statements. It never waits long on a lock (someone holding
+    // walrus.history) or a slow statement: such an error costs one history
+    // row, not the worker.
     BackgroundWorker::transaction(|| {
         let set = Spi::run(
-            "SET lock_timeout = '10s'; SET statement_timeout = '60s'; SET application_name = 'pg_walrus'",
+            "SET search_path = pg_catalog, pg_temp; SET lock_timeout = '10s'; \
+             SET statement_timeout = '60s'; SET application_name = 'pg_walrus'",
         );
         if let Err(e) = set {
             pgrx::warning!("pg_walrus: could not set worker timeouts: {e}");
@@ -60,9 +67,9 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
         }
         let reloaded = BackgroundWorker::sighup_received();
         if reloaded {
-            sys::process_config_file();
+            pgsupport::guc::reload_configuration();
         }
-        let now = sys::now_ms();
+        let now = unix_ms();
         let baseline_ms = shmem::SHARED.share().sizer.baseline().map(|(_, t)| t);
         let due = match baseline_ms {
             Some(t) => now.saturating_sub(t) >= interval_ms,
@@ -80,7 +87,7 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
             if do_cleanup {
                 last_cleanup_ms = now;
             }
-        } else if let Some(lsn) = sys::wal_insert_lsn() {
+        } else if let Some(lsn) = server::wal_insert_lsn() {
             // Between intervals: sample the WAL position (no transaction).
             shmem::SHARED.exclusive().sizer.sample(now, lsn);
         }
@@ -88,7 +95,7 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
         let period = (interval_ms / SAMPLES_PER_INTERVAL).max(100);
         wait_ms = match shmem::SHARED.share().sizer.baseline() {
             Some((_, t)) => (t + interval_ms)
-                .saturating_sub(sys::now_ms())
+                .saturating_sub(unix_ms())
                 .min(period)
                 .max(1),
             // Disabled or in recovery: look again after a full interval (a
@@ -103,7 +110,7 @@ pub extern "C-unwind" fn walrus_worker_main(_arg: pg_sys::Datum) {
 
 /// One wake-up that may end an interval; returns the interval length.
 fn step(now: u64) -> u64 {
-    let read = sys::in_subtransaction(|| -> Result<_, pgrx::spi::Error> {
+    let read = in_subtransaction(|| -> Result<_, pgrx::spi::Error> {
         Ok((stats::server()?, stats::counters_with(true)?))
     });
     let (server, counters) = match read {
@@ -171,7 +178,7 @@ fn step(now: u64) -> u64 {
 }
 
 fn cleanup() {
-    match sys::in_subtransaction(api::delete_expired_history) {
+    match in_subtransaction(api::delete_expired_history) {
         Ok(Ok(n)) if n > 0 => pgrx::log!("pg_walrus: deleted {n} expired history rows"),
         Ok(Ok(_)) => {}
         Ok(Err(e)) => pgrx::debug1!("pg_walrus: history cleanup skipped: {e}"),

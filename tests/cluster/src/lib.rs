@@ -337,6 +337,106 @@ impl Drop for Cluster {
     }
 }
 
+/// A PgBouncer in front of a [`Cluster`], started as the server user with
+/// its own configuration in the cluster's directory; stopped when dropped.
+pub struct Pgbouncer {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Pgbouncer {
+    /// Starts `pgbouncer` (Debian's package, installed by `scripts/setup`)
+    /// pooling every database of `cluster` in `pool_mode` ("session",
+    /// "transaction"), with `extra` lines added to its `[pgbouncer]`
+    /// section. Every user is trusted, as in the cluster itself.
+    pub fn start(cluster: &Cluster, pool_mode: &str, extra: &[&str]) -> Pgbouncer {
+        let program = find_program("pgbouncer").expect("pgbouncer is installed");
+        let dir = cluster
+            .dir
+            .path()
+            .join(format!("pgbouncer-{}", free_port()));
+        fs::create_dir_all(&dir).unwrap();
+        let users = dir.join("users.txt");
+        fs::write(
+            &users,
+            "\"postgres\" \"\"\n\"alice\" \"\"\n\"bob\" \"\"\n\"writer\" \"\"\n\"setter\" \"\"\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let mut ini = format!(
+            "[databases]\n* = host=127.0.0.1 port={}\n\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {}\npool_mode = {pool_mode}\n\
+             logfile = {}\npidfile = {}\n",
+            cluster.port(),
+            users.display(),
+            dir.join("pgbouncer.log").display(),
+            dir.join("pgbouncer.pid").display(),
+        );
+        for line in extra {
+            ini.push_str(line);
+            ini.push('\n');
+        }
+        fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
+        give_to_server_user_recursive(&dir);
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", &server_user(), "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let child = command
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let bouncer = Pgbouncer { child, port, dir };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not listen: {}",
+                bouncer.log()
+            );
+            sleep(Duration::from_millis(50));
+        }
+        bouncer
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A client connection through the pooler.
+    pub fn connect_as(&self, user: &str, dbname: &str) -> Client {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={user} dbname={dbname}",
+            self.port
+        );
+        Client::connect(&conninfo, NoTls)
+            .unwrap_or_else(|e| panic!("connect through pgbouncer: {e}\n{}", self.log()))
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Pgbouncer {
+    fn drop(&mut self) {
+        // runuser passes SIGKILL on to nobody: kill pgbouncer by its pid file
+        // first, then the runuser process.
+        if let Ok(pid) = fs::read_to_string(self.dir.join("pgbouncer.pid")) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).output();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
 pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -347,6 +447,18 @@ pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bo
         );
         sleep(Duration::from_millis(50));
     }
+}
+
+/// Where `program` is: on PATH, or in /usr/sbin (Debian puts daemons such
+/// as pgbouncer there, and it is not on every user's PATH).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    dirs.push("/usr/sbin".into());
+    dirs.into_iter()
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }
 
 /// The SQLSTATE of a failed statement, e.g. `"22023"`.
@@ -366,6 +478,12 @@ fn server_user() -> String {
 fn give_to_server_user(path: &Path) {
     if is_root() {
         run_checked(Command::new("chown").arg(server_user()).arg(path));
+    }
+}
+
+fn give_to_server_user_recursive(path: &Path) {
+    if is_root() {
+        run_checked(Command::new("chown").arg("-R").arg(server_user()).arg(path));
     }
 }
 

@@ -3,107 +3,29 @@
 use super::policy::Mode;
 use crate::token_bucket::{BucketLimits, ChargeRefusal, TokenBucket};
 
-/// The decision kinds `pwb.recent_decisions()` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionKind {
-    Allowed,
-    Rejected,
-    WouldReject,
-    Queued,
-    InternalErrorFailOpen,
-}
-
-impl DecisionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecisionKind::Allowed => "allowed",
-            DecisionKind::Rejected => "rejected",
-            DecisionKind::WouldReject => "would_reject",
-            DecisionKind::Queued => "queued",
-            DecisionKind::InternalErrorFailOpen => "internal_error_fail_open",
-        }
-    }
-
-    pub fn code(self) -> u8 {
-        match self {
-            DecisionKind::Allowed => 1,
-            DecisionKind::Rejected => 2,
-            DecisionKind::WouldReject => 3,
-            DecisionKind::Queued => 4,
-            DecisionKind::InternalErrorFailOpen => 5,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<DecisionKind> {
-        [
-            DecisionKind::Allowed,
-            DecisionKind::Rejected,
-            DecisionKind::WouldReject,
-            DecisionKind::Queued,
-            DecisionKind::InternalErrorFailOpen,
-        ]
-        .into_iter()
-        .find(|d| d.code() == code)
+crate::sql_enum! {
+    /// The decision kinds `pwb.recent_decisions()` reports.
+    pub enum DecisionKind {
+        Allowed = 1 => "allowed",
+        Rejected = 2 => "rejected",
+        WouldReject = 3 => "would_reject",
+        Queued = 4 => "queued",
+        InternalErrorFailOpen = 5 => "internal_error_fail_open",
     }
 }
 
-/// Why a decision was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    NoPolicy,
-    ObserveMode,
-    ShadowMode,
-    BudgetAvailable,
-    BudgetExceeded,
-    ExceedsBurst,
-    QueuedThenAdmitted,
-    InternalErrorFailOpen,
-    Disabled,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NoPolicy => "no_policy",
-            Reason::ObserveMode => "observe_mode",
-            Reason::ShadowMode => "shadow_mode",
-            Reason::BudgetAvailable => "budget_available",
-            Reason::BudgetExceeded => "budget_exceeded",
-            Reason::ExceedsBurst => "prediction_exceeds_burst",
-            Reason::QueuedThenAdmitted => "queued_then_admitted",
-            Reason::InternalErrorFailOpen => "internal_error_fail_open",
-            Reason::Disabled => "disabled",
-        }
-    }
-
-    pub fn code(self) -> u8 {
-        match self {
-            Reason::NoPolicy => 1,
-            Reason::ObserveMode => 2,
-            Reason::ShadowMode => 3,
-            Reason::BudgetAvailable => 4,
-            Reason::BudgetExceeded => 5,
-            Reason::ExceedsBurst => 6,
-            Reason::QueuedThenAdmitted => 7,
-            Reason::InternalErrorFailOpen => 8,
-            Reason::Disabled => 9,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<Reason> {
-        (1..=9u8)
-            .map(|c| match c {
-                1 => Reason::NoPolicy,
-                2 => Reason::ObserveMode,
-                3 => Reason::ShadowMode,
-                4 => Reason::BudgetAvailable,
-                5 => Reason::BudgetExceeded,
-                6 => Reason::ExceedsBurst,
-                7 => Reason::QueuedThenAdmitted,
-                8 => Reason::InternalErrorFailOpen,
-                _ => Reason::Disabled,
-            })
-            .find(|r| r.code() == code)
+crate::sql_enum! {
+    /// Why a decision was taken (`reason_code`).
+    pub enum Reason {
+        NoPolicy = 1 => "no_policy",
+        ObserveMode = 2 => "observe_mode",
+        ShadowMode = 3 => "shadow_mode",
+        BudgetAvailable = 4 => "budget_available",
+        BudgetExceeded = 5 => "budget_exceeded",
+        ExceedsBurst = 6 => "prediction_exceeds_burst",
+        QueuedThenAdmitted = 7 => "queued_then_admitted",
+        InternalErrorFailOpen = 8 => "internal_error_fail_open",
+        Disabled = 9 => "disabled",
     }
 }
 
@@ -378,12 +300,21 @@ mod tests {
     }
 
     #[test]
-    fn codes_round_trip() {
-        for c in 1..=5 {
-            assert_eq!(DecisionKind::from_code(c).unwrap().code(), c);
-        }
-        for c in 1..=9 {
-            assert_eq!(Reason::from_code(c).unwrap().code(), c);
-        }
+    fn codes_and_spellings_are_distinct() {
+        use crate::budget::policy::Mode;
+        use crate::budget::predict::StatementClass;
+        use crate::codes::distinct;
+        assert!(distinct(
+            DecisionKind::ALL,
+            DecisionKind::code,
+            DecisionKind::as_str
+        ));
+        assert!(distinct(Reason::ALL, Reason::code, Reason::as_str));
+        assert!(distinct(Mode::ALL, Mode::code, Mode::as_str));
+        assert!(distinct(
+            StatementClass::ALL,
+            StatementClass::code,
+            StatementClass::as_str
+        ));
     }
 }

@@ -1,52 +1,14 @@
 //! Policy modes, argument validation and policy matching.
 use super::scope::{Scope, ScopeKind};
 
-/// What a policy does with a statement it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    Off,
-    Observe,
-    Shadow,
-    Queue,
-    Reject,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 5] = [
-        Mode::Off,
-        Mode::Observe,
-        Mode::Shadow,
-        Mode::Queue,
-        Mode::Reject,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Off => "off",
-            Mode::Observe => "observe",
-            Mode::Shadow => "shadow",
-            Mode::Queue => "queue",
-            Mode::Reject => "reject",
-        }
-    }
-
-    /// Parses an already trimmed, lower-cased spelling.
-    pub fn parse(text: &str) -> Option<Mode> {
-        Mode::ALL.into_iter().find(|m| m.as_str() == text)
-    }
-
-    pub fn code(self) -> u8 {
-        match self {
-            Mode::Off => 0,
-            Mode::Observe => 1,
-            Mode::Shadow => 2,
-            Mode::Queue => 3,
-            Mode::Reject => 4,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<Mode> {
-        Mode::ALL.into_iter().find(|m| m.code() == code)
+crate::sql_enum! {
+    /// What a policy does with a statement it matches.
+    pub enum Mode {
+        Off = 0 => "off",
+        Observe = 1 => "observe",
+        Shadow = 2 => "shadow",
+        Queue = 3 => "queue",
+        Reject = 4 => "reject",
     }
 }
 

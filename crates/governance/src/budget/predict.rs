@@ -1,43 +1,13 @@
 //! WAL prediction: EWMA profiles per (scope, query id), a global profile per
 //! query id, and class defaults, capped by the maximum prediction.
 
-/// The statement classes the document names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatementClass {
-    Write,
-    ReadOnly,
-    Copy,
-    Utility,
-}
-
-impl StatementClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatementClass::Write => "write",
-            StatementClass::ReadOnly => "read_only",
-            StatementClass::Copy => "copy",
-            StatementClass::Utility => "utility",
-        }
-    }
-
-    pub fn code(self) -> u8 {
-        match self {
-            StatementClass::Write => 1,
-            StatementClass::ReadOnly => 2,
-            StatementClass::Copy => 3,
-            StatementClass::Utility => 4,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<StatementClass> {
-        [
-            StatementClass::Write,
-            StatementClass::ReadOnly,
-            StatementClass::Copy,
-            StatementClass::Utility,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
+crate::sql_enum! {
+    /// The statement classes the document names.
+    pub enum StatementClass {
+        Write = 1 => "write",
+        ReadOnly = 2 => "read_only",
+        Copy = 3 => "copy",
+        Utility = 4 => "utility",
     }
 }
 

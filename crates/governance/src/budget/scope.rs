@@ -1,54 +1,14 @@
 //! Scope kinds, statement classification and scope hashes.
 
-/// What a policy is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ScopeKind {
-    Tenant,
-    Role,
-    Database,
-    Application,
-    Composite,
-}
-
-impl ScopeKind {
-    /// Every kind, in classification order (composite last).
-    pub const ALL: [ScopeKind; 5] = [
-        ScopeKind::Tenant,
-        ScopeKind::Role,
-        ScopeKind::Database,
-        ScopeKind::Application,
-        ScopeKind::Composite,
-    ];
-
-    /// The SQL spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScopeKind::Tenant => "tenant",
-            ScopeKind::Role => "role",
-            ScopeKind::Database => "database",
-            ScopeKind::Application => "application",
-            ScopeKind::Composite => "composite",
-        }
-    }
-
-    /// Parses an already trimmed, lower-cased spelling.
-    pub fn parse(text: &str) -> Option<ScopeKind> {
-        ScopeKind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-
-    /// A small stable code, for shared memory.
-    pub fn code(self) -> u8 {
-        match self {
-            ScopeKind::Tenant => 1,
-            ScopeKind::Role => 2,
-            ScopeKind::Database => 3,
-            ScopeKind::Application => 4,
-            ScopeKind::Composite => 5,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<ScopeKind> {
-        ScopeKind::ALL.into_iter().find(|k| k.code() == code)
+crate::sql_enum! {
+    /// What a policy is attached to, in classification order (composite
+    /// last).
+    pub enum ScopeKind {
+        Tenant = 1 => "tenant",
+        Role = 2 => "role",
+        Database = 3 => "database",
+        Application = 4 => "application",
+        Composite = 5 => "composite",
     }
 }
 
@@ -212,11 +172,12 @@ mod tests {
     }
 
     #[test]
-    fn kind_codes_round_trip() {
-        for kind in ScopeKind::ALL {
-            assert_eq!(ScopeKind::from_code(kind.code()), Some(kind));
-            assert_eq!(ScopeKind::parse(kind.as_str()), Some(kind));
-        }
+    fn kind_codes_and_spellings_are_distinct() {
+        assert!(crate::codes::distinct(
+            ScopeKind::ALL,
+            ScopeKind::code,
+            ScopeKind::as_str
+        ));
         assert_eq!(ScopeKind::parse("user"), None);
     }
 }

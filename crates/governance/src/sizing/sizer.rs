@@ -53,28 +53,18 @@ pub struct Counters {
     pub stats_reset: i64,
 }
 
-/// The recorded action (the `walrus.history.action` values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Increase,
-    Decrease,
-    Capped,
-    DryRun,
-    Skipped,
+crate::sql_enum! {
+    /// The recorded action (the `walrus.history.action` values).
+    pub enum Action {
+        Increase = 1 => "increase",
+        Decrease = 2 => "decrease",
+        Capped = 3 => "capped",
+        DryRun = 4 => "dry_run",
+        Skipped = 5 => "skipped",
+    }
 }
 
 impl Action {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Increase => "increase",
-            Self::Decrease => "decrease",
-            Self::Capped => "capped",
-            Self::DryRun => "dry_run",
-            Self::Skipped => "skipped",
-        }
-    }
-
     /// Whether the caller must apply `new_mb`.
     #[must_use]
     pub fn changes_size(self) -> bool {

@@ -1,10 +1,6 @@
-//! Shared memory: the sizer state and the worker's status, read by the SQL
-//! functions and written by the worker (and by `walrus.analyze(true)` /
-//! `walrus.reset()`).
-use governance::sizing::SizerState;
-use pgrx::prelude::*;
-use pgrx::{PGRXSharedMemory, PgLwLock, pg_shmem_init};
-use std::sync::atomic::{AtomicBool, Ordering};
+//! What the worker publishes in shared memory (registered in `pg::shmem`):
+//! the sizer's state, the worker's lifecycle, the last decision and counters.
+use governance::sizing::{Action, SizerState};
 
 /// Worker lifecycle as shown by `walrus.status()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,14 +31,21 @@ impl WorkerState {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LastDecision {
     pub at_ms: u64,
-    /// Index into [`ACTIONS`] + 1; 0 = none yet.
+    /// The action's code (`Action::code`); 0 = none yet.
     pub action: u8,
     pub old_mb: u64,
     pub new_mb: u64,
     pub forced: u64,
 }
 
-pub const ACTIONS: [&str; 5] = ["increase", "decrease", "capped", "dry_run", "skipped"];
+impl LastDecision {
+    pub fn action(&self) -> Option<Action> {
+        Action::from_code(self.action)
+    }
+}
+
+/// How many actions there are (the size of the per-action counters).
+pub const ACTION_COUNT: usize = Action::ALL.len();
 
 /// Everything the worker publishes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,8 +60,8 @@ pub struct Shared {
     pub last: LastDecision,
     pub intervals: u64,
     pub decisions: u64,
-    /// Per action, indexed like [`ACTIONS`].
-    pub actions: [u64; 5],
+    /// Per action, indexed by `Action::index`.
+    pub actions: [u64; ACTION_COUNT],
     pub last_forced: u64,
     pub last_timed: u64,
     pub requested_total: u64,
@@ -72,27 +75,15 @@ pub struct Shared {
     pub alter_errors: u64,
 }
 
-// SAFETY: `Shared` is `Copy`, holds no pointers, and is only accessed through
-// the `PgLwLock` below.
-unsafe impl PGRXSharedMemory for Shared {}
+impl Shared {
+    /// Counts a recorded decision.
+    pub fn count(&mut self, action: Action) {
+        self.decisions += 1;
+        self.actions[action.index()] += 1;
+    }
 
-// SAFETY: the name is unique to this extension and the lock is registered
-// through `pg_shmem_init!` in `init()` before any use.
-pub static SHARED: PgLwLock<Shared> = unsafe { PgLwLock::new(c"pg_walrus_state") };
-
-static PRELOADED: AtomicBool = AtomicBool::new(false);
-
-/// Request the shared memory (only from `shared_preload_libraries`).
-pub fn init() {
-    pg_shmem_init!(SHARED);
-    PRELOADED.store(true, Ordering::Relaxed);
-}
-
-/// Whether this process has the shared memory (library was preloaded).
-pub fn available() -> bool {
-    PRELOADED.load(Ordering::Relaxed)
-}
-
-pub fn action_index(name: &str) -> Option<usize> {
-    ACTIONS.iter().position(|a| *a == name)
+    /// Decisions recorded with `action`.
+    pub fn count_of(&self, action: Action) -> u64 {
+        self.actions[action.index()]
+    }
 }

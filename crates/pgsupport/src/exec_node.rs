@@ -1,0 +1,191 @@
+//! Executor-node wrapping. After the standard `ExecutorStart`, a caller walks
+//! the query's `PlanState` trees ([`plan_states`]) and, for each node it
+//! wants to watch, replaces the node's real `ExecProcNode` with its own
+//! function ([`wrap`]). That only replaces the `ExecProcNodeReal` pointer
+//! and re-arms `ExecProcNodeFirst`, so EXPLAIN ANALYZE's instrumentation
+//! (`ExecProcNodeInstr`) still wraps the node and counts exactly the tuples
+//! it returns. The wrapper calls the saved real function with [`call_real`].
+//!
+//! CustomScan and ForeignScan nodes are wrapped the same way, at the
+//! `PlanState` level: `ExecCustomScan` / `ExecForeignScan` (which call the
+//! provider's methods) are called unchanged, and nothing of the provider's
+//! state or methods table is touched or copied.
+use pgrx::PgList;
+use pgrx::pg_sys;
+
+/// A plan node's `ExecProcNode` function.
+pub type ExecProcNodeFn =
+    unsafe extern "C-unwind" fn(*mut pg_sys::PlanState) -> *mut pg_sys::TupleTableSlot;
+
+/// A node of a started executor's plan-state tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Node(*mut pg_sys::PlanState);
+
+impl Node {
+    /// # Safety
+    /// `ptr` must point to a valid, initialised `PlanState` that outlives
+    /// every use of the returned value.
+    pub unsafe fn from_ptr(ptr: *mut pg_sys::PlanState) -> Node {
+        Node(ptr)
+    }
+
+    pub fn as_ptr(self) -> *mut pg_sys::PlanState {
+        self.0
+    }
+
+    /// The key wrappers look their node up by.
+    pub fn key(self) -> usize {
+        self.0 as usize
+    }
+
+    pub fn tag(self) -> pg_sys::NodeTag {
+        // SAFETY: a Node is a valid PlanState (see from_ptr).
+        unsafe { (*self.0).type_ }
+    }
+
+    /// Whether a ModifyTable node has a RETURNING list (only then does it
+    /// return tuples). False for other nodes.
+    pub fn modify_table_returns(self) -> bool {
+        if self.tag() != pg_sys::NodeTag::T_ModifyTableState {
+            return false;
+        }
+        // SAFETY: a ModifyTableState's plan is a ModifyTable.
+        let plan = unsafe { (*self.0).plan }.cast::<pg_sys::ModifyTable>();
+        // SAFETY: `plan` is the node's own plan when non-null.
+        !plan.is_null() && !unsafe { (*plan).returningLists }.is_null()
+    }
+
+    /// The node's left (outer) child.
+    pub fn outer(self) -> Option<Node> {
+        // SAFETY: a Node is a valid PlanState; its child, when set, is too.
+        let child = unsafe { (*self.0).lefttree };
+        (!child.is_null()).then_some(Node(child))
+    }
+
+    /// The node's current real function.
+    pub fn real(self) -> Option<ExecProcNodeFn> {
+        // SAFETY: reads a field of a valid PlanState.
+        unsafe { (*self.0).ExecProcNodeReal }
+    }
+}
+
+/// Every `PlanState` of a started executor: the main tree and every
+/// subplan (init plans, correlated subplans, CTEs), each once.
+///
+/// # Safety
+/// `query` must be a `QueryDesc` whose executor has been started and not
+/// yet ended.
+pub unsafe fn plan_states(query: *mut pg_sys::QueryDesc) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    // SAFETY: ExecutorStart initialised planstate and estate.
+    unsafe {
+        collect((*query).planstate, &mut nodes);
+        let estate = (*query).estate;
+        if !estate.is_null() {
+            let subplans = PgList::<pg_sys::PlanState>::from_pg((*estate).es_subplanstates);
+            for sub in subplans.iter_ptr() {
+                collect(sub, &mut nodes);
+            }
+        }
+    }
+    nodes
+}
+
+/// Collects every `PlanState` reachable from `node` through its children
+/// (left/right trees and the node-specific child arrays and lists).
+/// Subplans are not followed here: `plan_states` walks
+/// `es_subplanstates`, which holds all of them once.
+///
+/// # Safety
+/// `node` must be null or a valid, initialised `PlanState` tree.
+unsafe fn collect(node: *mut pg_sys::PlanState, out: &mut Vec<Node>) {
+    use pg_sys::NodeTag::*;
+    if node.is_null() {
+        return;
+    }
+    out.push(Node(node));
+    // SAFETY: the caller guarantees a valid tree; each cast matches the tag
+    // checked just before it, and child arrays have the stated lengths.
+    unsafe {
+        collect((*node).lefttree, out);
+        collect((*node).righttree, out);
+        let arrays: Option<(*mut *mut pg_sys::PlanState, i32)> = match (*node).type_ {
+            T_AppendState => {
+                let s = node.cast::<pg_sys::AppendState>();
+                Some(((*s).appendplans, (*s).as_nplans))
+            }
+            T_MergeAppendState => {
+                let s = node.cast::<pg_sys::MergeAppendState>();
+                Some(((*s).mergeplans, (*s).ms_nplans))
+            }
+            T_BitmapAndState => {
+                let s = node.cast::<pg_sys::BitmapAndState>();
+                Some(((*s).bitmapplans, (*s).nplans))
+            }
+            T_BitmapOrState => {
+                let s = node.cast::<pg_sys::BitmapOrState>();
+                Some(((*s).bitmapplans, (*s).nplans))
+            }
+            _ => None,
+        };
+        if let Some((children, n)) = arrays
+            && !children.is_null()
+        {
+            for i in 0..usize::try_from(n).unwrap_or(0) {
+                collect(*children.add(i), out);
+            }
+        }
+        match (*node).type_ {
+            T_SubqueryScanState => {
+                collect((*node.cast::<pg_sys::SubqueryScanState>()).subplan, out);
+            }
+            T_CustomScanState => {
+                let list = PgList::<pg_sys::PlanState>::from_pg(
+                    (*node.cast::<pg_sys::CustomScanState>()).custom_ps,
+                );
+                for child in list.iter_ptr() {
+                    collect(child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Installs `wrapper` as `node`'s real function and returns the function it
+/// replaces; None (nothing changed) when the node has no real function or
+/// is already wrapped by `wrapper`.
+pub fn wrap(node: Node, wrapper: ExecProcNodeFn) -> Option<ExecProcNodeFn> {
+    let real = node.real()?;
+    if real as usize == wrapper as usize {
+        return None;
+    }
+    // SAFETY: `node` is a valid, initialised PlanState of a started
+    // executor; this only swaps its ExecProcNodeReal and re-arms
+    // ExecProcNodeFirst, as ExecSetExecProcNode is meant to be used.
+    unsafe { pg_sys::ExecSetExecProcNode(node.0, Some(wrapper)) };
+    Some(real)
+}
+
+/// Calls a node's saved real function, through pgrx's guard so that an
+/// ERROR raised below unwinds correctly.
+///
+/// # Safety
+/// `real` must be the function `node` had before it was wrapped, and `node`
+/// must be the `PlanState` a wrapper was called with.
+pub unsafe fn call_real(real: ExecProcNodeFn, node: *mut pg_sys::PlanState) -> Slot {
+    // SAFETY: see the function's contract.
+    Slot(unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| real(node)) })
+}
+
+/// What a node returned: a tuple, or the end of its output.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot(pub *mut pg_sys::TupleTableSlot);
+
+impl Slot {
+    /// Whether the node returned a tuple (not the end of its output).
+    pub fn has_tuple(self) -> bool {
+        // SAFETY: a non-null slot returned by an executor node is valid.
+        !self.0.is_null() && unsafe { (*self.0).tts_flags } & pg_sys::TTS_FLAG_EMPTY as u16 == 0
+    }
+}

@@ -1,0 +1,24 @@
+//! Clocks.
+use pgrx::pg_sys;
+
+/// Microseconds between the Unix epoch and the PostgreSQL epoch (2000-01-01).
+pub const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// Milliseconds since the Unix epoch (wall clock).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The server's clock: microseconds since the PostgreSQL epoch.
+pub fn pg_now_micros() -> i64 {
+    // SAFETY: only reads the clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// Milliseconds since the Unix epoch for a PostgreSQL timestamp.
+pub fn pg_to_unix_ms(ts: i64) -> i64 {
+    (ts + PG_EPOCH_OFFSET_US) / 1000
+}

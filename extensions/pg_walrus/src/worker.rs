@@ -135,9 +135,14 @@ pub fn run() {
             None => interval_ms.max(1),
         };
     }
-    let mut sh = shmem::SHARED.exclusive();
-    sh.state = WorkerState::Stopped;
-    sh.worker_pid = 0;
+    {
+        let mut sh = shmem::SHARED.exclusive();
+        sh.state = WorkerState::Stopped;
+        sh.worker_pid = 0;
+    }
+    pgrx::log!(
+        "pg_walrus worker stopping on SIGTERM (started again after 60 s unless the server is shutting down)"
+    );
 }
 
 /// One wake-up that may end an interval; returns the interval length.

@@ -119,7 +119,24 @@ fn a_terminated_worker_is_reported_and_comes_back_on_a_fresh_baseline() {
             .unwrap()
             .get(0)
     });
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two full intervals after the fresh baseline: it looked, and did not grow.
+    let start: i64 = client
+        .query_one(
+            "SELECT (walrus.status()->'counters'->>'intervals')::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    wait_for(WAIT, "two intervals", || {
+        client
+            .query_one(
+                "SELECT (walrus.status()->'counters'->>'intervals')::bigint",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            >= start + 2
+    });
     let grown: i64 = client
         .query_one(
             "SELECT count(*) FROM walrus.history WHERE action = 'increase'",
@@ -324,4 +341,75 @@ fn update_from_0_2_0_matches_a_fresh_install() {
         .unwrap()
         .get(0);
     assert_eq!(version, "0.2.0");
+}
+
+/// `walrus.reset(clear_history => true)` deletes as the bootstrap superuser
+/// (as `cleanup_history()` does): a walrus_admin member's shadowing
+/// `count(*)` aggregate and `=` operator on a hostile search_path never run
+/// there, and nobody becomes superuser. `pending_history()` and the new
+/// `history()` run nothing of the caller's either.
+#[test]
+fn reset_clearing_history_runs_no_object_of_the_caller() {
+    let c = cluster(&[("walrus.enable", "off")]);
+    let mut su = c.connect();
+    su.batch_execute(
+        "CREATE ROLE mallory LOGIN IN ROLE walrus_admin;
+         CREATE SCHEMA evil AUTHORIZATION mallory;
+         CREATE TABLE evil.ran (who text, what text);
+         ALTER TABLE evil.ran OWNER TO mallory;
+         GRANT INSERT ON evil.ran TO PUBLIC;
+         GRANT USAGE ON SCHEMA evil TO PUBLIC;
+         INSERT INTO walrus.history (action, old_size_mb, new_size_mb, forced_checkpoints,
+                                     checkpoint_timeout_sec)
+         VALUES ('increase', 32, 64, 2, 30), ('decrease', 64, 48, 0, 30);",
+    )
+    .unwrap();
+    let mut mallory = c.connect_as("mallory", "postgres");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION evil.note(what text) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO evil.ran VALUES (current_user, what);
+                 BEGIN EXECUTE 'ALTER ROLE mallory SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;
+             END $$;
+             CREATE FUNCTION evil.step(bigint) RETURNS bigint LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM evil.note('count step'); RETURN $1 OPERATOR(pg_catalog.+) 1; END $$;
+             CREATE AGGREGATE evil.count(*) (SFUNC = evil.step, STYPE = bigint, INITCOND = '0');
+             CREATE FUNCTION evil.text_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM evil.note('text ='); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+             CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.text_eq);
+             CREATE FUNCTION evil.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM evil.note('to_regclass'); RETURN pg_catalog.to_regclass($1); END $$;
+             SET search_path = evil, pg_catalog;",
+        )
+        .unwrap();
+    mallory
+        .batch_execute(
+            "SELECT * FROM walrus.pending_history();
+             SELECT * FROM walrus.history();",
+        )
+        .unwrap();
+    let cleared: bool = mallory
+        .query_one("SELECT walrus.reset(clear_history => true)", &[])
+        .unwrap()
+        .get(0);
+    assert!(cleared);
+    let rows: i64 = su
+        .query_one("SELECT count(*) FROM walrus.history", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+    let ran: i64 = su
+        .query_one("SELECT count(*) FROM evil.ran", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ran, 0, "a planted object ran");
+    let superuser: bool = su
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!superuser);
 }

@@ -143,7 +143,8 @@ replica_one() {
     # Failover: the primary dies, the standby is promoted, the load follows.
     cluster_stop "$pdir" "$PG" immediate
     as_server_user "$BIN/pg_ctl" -D "$sdir/data" -w -t 90 promote >/dev/null
-    local after
+    local promoted_at after
+    promoted_at=$(psql_at "$sport" -c "SELECT now()")
     after=$(forced_in_log "$sdir/server.log")
     as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$sport" -U postgres -n -c 1 -j 1 -R 100 \
         -f "$script" -T $((POST * INTERVAL_S)) postgres >"$OUT/replica-$config.pgbench-promoted.txt" 2>&1 &
@@ -154,9 +155,16 @@ replica_one() {
             >>"$OUT/replica-$config.csv"
     done
     wait "$bench" || true
-    psql_at "$sport" -F ',' -c "SELECT to_char(timestamp, 'HH24:MI:SS'), action, old_size_mb, new_size_mb,
-        forced_checkpoints, metadata->>'server_role', metadata->>'origin', reason
-        FROM walrus.history ORDER BY timestamp, id" >"$OUT/replica-$config.history.csv"
+    local columns="to_char(timestamp, 'HH24:MI:SS'), action, old_size_mb, new_size_mb,
+        forced_checkpoints, metadata->>'server_role', metadata->>'origin', reason"
+    psql_at "$sport" -F ',' -c "SELECT $columns FROM walrus.history ORDER BY timestamp, id" \
+        >"$OUT/replica-$config.history.csv"
+    # The standby's own decisions (written at promotion), and those of the
+    # promoted server (the old primary's replicated rows are in neither).
+    psql_at "$sport" -F ',' -c "SELECT $columns FROM walrus.history
+        WHERE metadata->>'server_role' = 'standby' ORDER BY timestamp, id" >"$OUT/replica-$config.standby.history"
+    psql_at "$sport" -F ',' -c "SELECT $columns FROM walrus.history
+        WHERE timestamp >= '$promoted_at' ORDER BY timestamp, id" >"$OUT/replica-$config.promoted.history"
     cp "$pdir/server.log" "$OUT/replica-$config.primary.log"
     cp "$sdir/server.log" "$OUT/replica-$config.standby.log"
     cluster_stop "$sdir" "$PG"
@@ -219,8 +227,6 @@ for pid in "${pids[@]}"; do wait "$pid"; done
                     grep '^standby,' "$OUT/replica-$config.csv" | cut -d, -f2- >"$OUT/replica-$config.standby.samples"
                     grep '^requested,' "$OUT/replica-$config.csv" | cut -d, -f2- >"$OUT/replica-$config.requested.samples"
                     grep '^promoted,' "$OUT/replica-$config.csv" | cut -d, -f2- >"$OUT/replica-$config.promoted.samples"
-                    grep ',standby,' "$OUT/replica-$config.history.csv" >"$OUT/replica-$config.standby.history" || true
-                    grep -v ',standby,' "$OUT/replica-$config.history.csv" >"$OUT/replica-$config.promoted.history" || true
                     row "standby forced restartpoints, 1 MB/s" "$name" "$OUT/replica-$config.standby.samples" "$OUT/replica-$config.standby.history"
                     row "standby requested restartpoints, 1 MB/s" "$name" "$OUT/replica-$config.requested.samples" "$OUT/replica-$config.standby.history"
                     row "promoted standby, 1 MB/s" "$name" "$OUT/replica-$config.promoted.samples" "$OUT/replica-$config.promoted.history"

@@ -450,8 +450,18 @@ fn no_grow_on_a_stale_baseline_and_only_full_intervals_count() {
         ("walrus.naptime_override_ms", "10000"),
     ]);
     let mut client = c.connect();
-    // Forced checkpoints while disabled...
+    // Forced checkpoints while disabled, visible in the statistics (the
+    // checkpointer reports them just after CHECKPOINT returns)...
     checkpoints(&mut client, 5);
+    wait_for(WAIT, "the checkpoints in the statistics", || {
+        client
+            .query_one(
+                "SELECT (walrus.status()->'checkpoints'->>'requested')::bigint >= 5",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    });
     client
         .batch_execute("ALTER SYSTEM SET walrus.enable = on")
         .unwrap();

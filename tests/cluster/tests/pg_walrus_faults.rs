@@ -163,6 +163,89 @@ fn a_terminated_worker_is_reported_and_comes_back_on_a_fresh_baseline() {
     );
 }
 
+/// A worker killed with SIGKILL takes the server through crash recovery
+/// (as any process attached to shared memory does); the worker comes back
+/// with fresh shared state, walrus.history is intact, and it does not act on
+/// the forced checkpoints counted before the crash.
+#[test]
+fn a_killed_worker_comes_back_after_crash_recovery() {
+    let c = cluster(&[
+        ("walrus.algorithm", "multiplicative"),
+        ("walrus.threshold", "1"),
+        ("walrus.max", "64GB"),
+    ]);
+    let mut client = c.connect();
+    client
+        .batch_execute(
+            "INSERT INTO walrus.history (action, old_size_mb, new_size_mb, forced_checkpoints,
+                                         checkpoint_timeout_sec, reason)
+             VALUES ('increase', 16, 32, 2, 30, 'before the crash')",
+        )
+        .unwrap();
+    checkpoints(&mut client, 3);
+    let pid = worker_pid(&mut client);
+    drop(client);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Positive signals: the postmaster saw the crash, and a new worker runs
+    // in the reinitialized server (connections fail while it recovers).
+    wait_for(WAIT, "the postmaster to notice the crash", || {
+        c.log().contains("terminated by signal 9")
+    });
+    let mut new_pid = 0;
+    wait_for(WAIT, "a new worker after crash recovery", || {
+        new_pid = c
+            .try_connect_as("postgres", "postgres")
+            .ok()
+            .and_then(|mut cl| {
+                cl.query_one(
+                    "SELECT coalesce((walrus.status()->'worker'->>'pid')::int, 0)",
+                    &[],
+                )
+                .ok()
+            })
+            .map_or(0, |r| r.get(0));
+        new_pid > 0 && new_pid != pid
+    });
+    let mut client = c.connect();
+    let kept: i64 = client
+        .query_one(
+            "SELECT count(*) FROM walrus.history WHERE reason = 'before the crash'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+    let start: i64 = client
+        .query_one(
+            "SELECT (walrus.status()->'counters'->>'intervals')::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    wait_for(WAIT, "two intervals after the crash", || {
+        client
+            .query_one(
+                "SELECT (walrus.status()->'counters'->>'intervals')::bigint",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            >= start + 2
+    });
+    let grown: i64 = client
+        .query_one(
+            "SELECT count(*) FROM walrus.history WHERE action = 'increase'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(grown, 1, "only the row from before the crash");
+}
+
 /// Every function with every kind of bad argument: the right SQLSTATE, a
 /// message, and no change to the history, the size, postgresql.auto.conf
 /// or the worker's counters. Privileges are checked before anything else.

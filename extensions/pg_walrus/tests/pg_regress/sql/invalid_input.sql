@@ -49,7 +49,7 @@ ALTER SYSTEM SET walrus.cooldown_sec = -1;
 \echo :LAST_ERROR_SQLSTATE
 ALTER SYSTEM SET walrus.cooldown_sec = '5min';
 \echo :LAST_ERROR_SQLSTATE
-ALTER SYSTEM SET walrus.max = '1MB';
+ALTER SYSTEM SET walrus.shrink_intervals = 1001;
 \echo :LAST_ERROR_SQLSTATE
 ALTER SYSTEM SET walrus.min_size = 'lots';
 \echo :LAST_ERROR_SQLSTATE

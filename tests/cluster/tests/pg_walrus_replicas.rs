@@ -371,42 +371,40 @@ fn promotion_writes_the_standby_decisions_to_history() {
 /// standby starts from that size at once.
 #[test]
 fn promotion_carries_over_the_old_primary_size() {
+    // No shrink: the primary's last decision is its last increase.
     let p = primary(&[
         ("max_wal_size", "32MB"),
         ("min_wal_size", "32MB"),
         ("walrus.min_size", "32MB"),
         ("walrus.max", "64GB"),
+        ("walrus.shrink_enable", "off"),
     ]);
-    // The standby's copy starts before the primary grows; it takes no
-    // decision of its own (off while the load runs).
-    let s = p.start_standby_with(
-        "carry",
-        &[("walrus.enable", "off"), ("walrus.shrink_enable", "off")],
-    );
+    // The standby's copy is taken before the load; it takes no decision of
+    // its own (off while the load runs). pg_basebackup copies the primary's
+    // postgresql.auto.conf: the standby starts with whatever size the
+    // primary had then (a decision can come from the base backup's own
+    // checkpoint), and keeps it while the primary changes its own.
+    let s = p.start_standby_with("carry", &[("walrus.enable", "off")]);
+    let mut standby = s.connect();
+    let initial = max_wal_size_mb(&mut standby);
     let mut writer = p.connect();
-    wait_for(WAIT, "the primary to grow", || {
+    let mut grown: i32 = 0;
+    wait_for(WAIT, "the primary to grow past the standby's size", || {
         write_wal(&mut writer, 48);
-        writer
+        grown = writer
             .query_one(
-                "SELECT count(*) FROM walrus.history WHERE action = 'increase'",
+                "SELECT coalesce((SELECT new_size_mb FROM walrus.history WHERE action = 'increase'
+                                  ORDER BY id DESC LIMIT 1), 0)",
                 &[],
             )
             .unwrap()
-            .get::<_, i64>(0)
-            > 0
+            .get(0);
+        i64::from(grown) > initial
     });
-    let grown: i32 = writer
-        .query_one(
-            "SELECT new_size_mb FROM walrus.history WHERE action = 'increase' ORDER BY id DESC LIMIT 1",
-            &[],
-        )
-        .unwrap()
-        .get(0);
     p.wait_for_replay(&s, REPLICATION_WAIT);
-    let mut standby = s.connect();
     assert_eq!(
         max_wal_size_mb(&mut standby),
-        32,
+        initial,
         "ALTER SYSTEM is not replicated"
     );
     standby
@@ -428,7 +426,10 @@ fn promotion_carries_over_the_old_primary_size() {
         )
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "increase");
-    assert_eq!((row.get::<_, i32>(1), row.get::<_, i32>(2)), (32, grown));
+    assert_eq!(
+        (i64::from(row.get::<_, i32>(1)), row.get::<_, i32>(2)),
+        (initial, grown)
+    );
     let reason: String = row.get(3);
     assert!(
         reason.contains("the old primary's last decision"),

@@ -1,9 +1,12 @@
 //! SQL functions in schema `pwb`. Argument names and defaults follow the
 //! document; validation lives in `governance::budget::policy`.
-use crate::{backend, errors, flow, policies, profiles, shmem};
+use crate::pg::shmem;
+use crate::session::InternalScope;
+use crate::{errors, policies, profiles, session, settlement};
 use governance::budget::admission::{DecisionKind, Reason};
-use governance::budget::policy;
+use governance::budget::policy::{self, Mode};
 use governance::budget::predict::StatementClass;
+use governance::budget::scope::ScopeKind;
 use pgrx::prelude::*;
 
 /// The extension's version, as installed in this library.
@@ -16,7 +19,7 @@ fn version() -> &'static str {
 /// `not_preloaded` (SQL objects exist but admission control is inactive).
 #[pg_extern(stable, parallel_safe)]
 fn preload_status() -> &'static str {
-    if crate::preload::is_preloaded() && shmem::available() {
+    if shmem::available() {
         "preloaded"
     } else {
         "not_preloaded"
@@ -24,16 +27,16 @@ fn preload_status() -> &'static str {
 }
 
 /// The shared state, with this session's own statements written to it (see
-/// `flow::lock_current`), so a session always sees what it just did.
+/// `settlement::lock_current`), so a session always sees what it just did.
 fn require_shmem() -> shmem::Locked {
-    flow::lock_current().unwrap_or_else(|| errors::not_preloaded())
+    settlement::lock_current().unwrap_or_else(|| errors::not_preloaded())
 }
 
 /// Runs `f` with admission control off for this backend: pg_wal_budget's
 /// own bookkeeping writes are never throttled, so an administrator can
 /// always fix a policy.
 fn internal<R>(f: impl FnOnce() -> R) -> R {
-    let _internal = backend::InternalScope::enter();
+    let _internal = InternalScope::enter();
     pgsupport::privileged::with_safe_search_path(f)
 }
 
@@ -59,6 +62,12 @@ fn create_policy(
     ));
     let mode = ok(policy::parse_mode(mode));
     let priority = ok(policy::validate_priority(priority));
+    if let Some(mut shm) = settlement::lock_current()
+        && !shm.has_free_policy_slot()
+    {
+        drop(shm);
+        errors::bucket_table_full();
+    }
     let id = internal(|| {
         Spi::get_one_with_args::<i32>(
             // A CTE, so the statement-level trigger fires even though SPI
@@ -204,9 +213,15 @@ fn counters() -> TableIterator<
         name!(internal_fail_open_count, i64),
         name!(aborted_after_charge_count, i64),
         name!(scope_name_drop_count, i64),
+        name!(bucket_capacity_exhausted_count, i64),
+        name!(policies_without_bucket, i64),
+        name!(queue_gave_up_count, i64),
+        name!(policy_generation, i64),
     ),
 > {
     let c = *require_shmem().counters();
+    policies::refresh_if_stale();
+    let without_bucket = policies::without_bucket();
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     TableIterator::once((
         i(c.accepted_statements),
@@ -220,6 +235,10 @@ fn counters() -> TableIterator<
         i(c.internal_fail_open_count),
         i(c.aborted_after_charge_count),
         i(c.scope_name_drop_count),
+        i(c.bucket_capacity_exhausted_count),
+        without_bucket,
+        i(c.queue_gave_up_count),
+        i(shmem::policy_generation()),
     ))
 }
 
@@ -241,9 +260,9 @@ fn scope_stats() -> TableIterator<
     policies::refresh_if_stale();
     // Only policies this session can see: a deleted policy's slot is kept
     // until the table needs it (see `policies::sync_shared`).
-    let visible = crate::backend::loaded_policy_ids();
-    let dboid = crate::wal::database_oid();
-    let now = crate::wal::now_micros();
+    let visible = session::loaded_policy_ids();
+    let dboid = crate::pg::process::database_oid();
+    let now = crate::pg::process::now_micros();
     let mut shm = require_shmem();
     let mut rows = Vec::new();
     for slot in shm
@@ -251,21 +270,18 @@ fn scope_stats() -> TableIterator<
         .iter_mut()
         .filter(|s| s.used && s.dboid == dboid && visible.contains(&s.policy_id))
     {
-        let limits = governance::token_bucket::BucketLimits {
-            rate_per_sec: slot.rate,
-            burst: slot.burst,
-        };
-        slot.bucket.refill(limits, now);
-        let last_ms = i64::try_from(slot.bucket.last_refill_micros()).unwrap_or(i64::MAX) / 1000
+        let b = &mut slot.buckets;
+        b.enforcement.refill(b.limits, now);
+        let last_ms = i64::try_from(b.enforcement.last_refill_micros()).unwrap_or(i64::MAX) / 1000
             + 946_684_800_000;
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         rows.push((
             slot.policy_id,
             slot.scope_hash,
-            i(slot.bucket.available()),
-            i(slot.burst),
-            i(slot.rate),
-            i(slot.bucket.debt()),
+            i(b.enforcement.available()),
+            i(b.limits.burst),
+            i(b.limits.rate_per_sec),
+            i(b.enforcement.debt()),
             last_ms,
         ));
     }
@@ -354,7 +370,7 @@ fn recent_decisions(
                     .map_or("unknown", DecisionKind::as_str)
                     .to_string(),
                 (d.policy_id > 0).then_some(d.policy_id),
-                backend::kind_name(d.scope_kind).map(str::to_string),
+                ScopeKind::from_code(d.scope_kind).map(|k| k.as_str().to_string()),
                 d.scope_hash,
                 d.query_id,
                 StatementClass::from_code(d.statement_class)
@@ -368,7 +384,7 @@ fn recent_decisions(
                     .map_or("unknown", Reason::as_str)
                     .to_string(),
                 (d.policy_id > 0)
-                    .then(|| backend::mode_name(d.mode).map(str::to_string))
+                    .then(|| Mode::from_code(d.mode).map(|m| m.as_str().to_string()))
                     .flatten(),
                 d.query_hash,
             )
@@ -397,8 +413,8 @@ fn scope_names() -> TableIterator<
         .filter(|n| n.used)
         .map(|n| {
             (
-                backend::kind_name(n.scope_kind)
-                    .unwrap_or("unknown")
+                ScopeKind::from_code(n.scope_kind)
+                    .map_or("unknown", ScopeKind::as_str)
                     .to_string(),
                 n.scope_hash,
                 n.value(),

@@ -5,14 +5,17 @@
 //!
 //! All `unsafe` for shared memory lives here: callers get a [`Locked`] guard
 //! that derefs to safe slices.
-use crate::{guc, unguarded};
-use governance::budget::admission::{self, Ledger, Reconciled};
-use governance::token_bucket::{BucketLimits, TokenBucket};
+use super::unguarded;
+use crate::guc;
+use governance::budget::buckets::PolicyBuckets;
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const SHMEM_NAME: &std::ffi::CStr = c"pg_wal_budget";
 const TRANCHE_NAME: &std::ffi::CStr = c"pg_wal_budget";
+
+/// How many policies without a bucket the warning dedup remembers.
+const WARNED_CAPACITY: usize = 64;
 
 /// Longest scope value kept in the scope-name table.
 pub const SCOPE_VALUE_BYTES: usize = 256;
@@ -34,9 +37,15 @@ pub struct Counters {
     pub internal_fail_open_count: u64,
     pub aborted_after_charge_count: u64,
     pub scope_name_drop_count: u64,
+    /// Statements admitted or refused without a bucket because the bucket
+    /// table was full (`pwb.budget_bucket_capacity`).
+    pub bucket_capacity_exhausted_count: u64,
+    /// Queued statements that gave up waiting (lock_timeout, or a lock they
+    /// hold was wanted by another session).
+    pub queue_gave_up_count: u64,
 }
 
-/// One durable policy mirrored into shared memory, with its bucket.
+/// One durable policy mirrored into shared memory, with its buckets.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub struct PolicySlot {
@@ -48,52 +57,16 @@ pub struct PolicySlot {
     pub policy_id: i32,
     pub priority: i32,
     pub scope_hash: i64,
-    pub rate: u64,
-    pub burst: u64,
-    /// The enforcement bucket, charged in queue and reject mode.
-    pub bucket: TokenBucket,
-    /// Shadow mode's copy: checked and charged as enforcement would be, so
-    /// `would_reject` is meaningful, without touching `bucket`.
-    pub shadow_bucket: TokenBucket,
+    /// Which row this slot mirrors: the row's `created_at`. A new row that
+    /// reuses a policy_id (after TRUNCATE ... RESTART IDENTITY, say) is a
+    /// new policy and starts with fresh buckets.
+    pub incarnation: i64,
+    pub buckets: PolicyBuckets,
 }
 
 impl PolicySlot {
-    fn holds(&self, policy_id: i32, dboid: u32) -> bool {
+    pub fn holds(&self, policy_id: i32, dboid: u32) -> bool {
         self.used && self.dboid == dboid && self.policy_id == policy_id
-    }
-
-    pub fn limits(&self) -> BucketLimits {
-        BucketLimits {
-            rate_per_sec: self.rate,
-            burst: self.burst,
-        }
-    }
-
-    /// The bucket a ledger checks at admission: shadow mode's copy, or the
-    /// enforcement bucket (which observe mode only reads).
-    pub fn bucket_mut(&mut self, ledger: Ledger) -> &mut TokenBucket {
-        match ledger {
-            Ledger::Shadow => &mut self.shadow_bucket,
-            Ledger::Enforcement | Ledger::None => &mut self.bucket,
-        }
-    }
-
-    /// Settles `actual` measured bytes against `charged` up-front bytes in
-    /// the ledger's bucket; returns what happened and the bytes available
-    /// afterwards, or `None` for a ledger that charges nothing.
-    pub fn settle(
-        &mut self,
-        ledger: Ledger,
-        charged: u64,
-        actual: u64,
-    ) -> Option<(Reconciled, u64)> {
-        if ledger == Ledger::None {
-            return None;
-        }
-        let limits = self.limits();
-        let bucket = self.bucket_mut(ledger);
-        let reconciled = admission::reconcile(bucket, limits, charged, actual);
-        Some((reconciled, bucket.available()))
     }
 }
 
@@ -101,7 +74,6 @@ impl PolicySlot {
 #[repr(C)]
 pub struct ProfileSlot {
     pub used: bool,
-    pub dirty: bool,
     pub scope_hash: i64,
     pub query_id: i64,
     pub calls: u64,
@@ -156,6 +128,10 @@ struct Header {
     _generation_padding: [u8; 120],
     counters: Counters,
     decision_next: u64,
+    /// Policies (database, policy id) already warned about for finding the
+    /// bucket table full, so the log says it once per policy.
+    warned_without_bucket: [(u32, i32); WARNED_CAPACITY],
+    warned_next: usize,
     n_buckets: usize,
     n_profiles: usize,
     n_decisions: usize,
@@ -396,6 +372,24 @@ impl Locked {
         self.slice(l.names_off, l.caps.scope_names)
     }
 
+    /// Whether the bucket table has a free slot.
+    pub fn has_free_policy_slot(&mut self) -> bool {
+        self.policies().iter().any(|s| !s.used)
+    }
+
+    /// Records that policy `policy_id` of `dboid` has no bucket; true the
+    /// first time (the caller then warns), false when it already was.
+    pub fn first_without_bucket(&mut self, dboid: u32, policy_id: i32) -> bool {
+        let header = self.header();
+        if header.warned_without_bucket.contains(&(dboid, policy_id)) {
+            return false;
+        }
+        let next = header.warned_next % WARNED_CAPACITY;
+        header.warned_without_bucket[next] = (dboid, policy_id);
+        header.warned_next = next + 1;
+        true
+    }
+
     /// Appends a decision to the ring; returns its sequence number.
     pub fn push_decision(&mut self, mut d: DecisionSlot) -> u64 {
         let seq = self.header().decision_next;
@@ -458,7 +452,6 @@ impl Locked {
         let idx = victim?;
         table[idx] = ProfileSlot {
             used: true,
-            dirty: false,
             scope_hash,
             query_id,
             calls: 0,

@@ -16,7 +16,8 @@ GRANT EXECUTE ON FUNCTION
     pwb.query_profiles(),
     pwb.recent_decisions(integer),
     pwb.scope_names(),
-    pwb.shmem_bytes()
+    pwb.shmem_bytes(),
+    pwb.waits()
 TO pwb_monitor;
 
 -- Tenant setters.

@@ -14,19 +14,65 @@ GRANT EXECUTE ON FUNCTION pwb.set_tenant(text, boolean) TO pwb_tenant_setter;
 -- The trigger function's search_path names pg_temp last.
 ALTER FUNCTION pwb.policy_changed() SET search_path = pg_catalog, pwb, pg_temp;
 
--- counters() gains capacity, queue and generation columns.
+-- Mode pace.
+ALTER TABLE pwb.policy DROP CONSTRAINT policy_mode_check;
+ALTER TABLE pwb.policy ADD CONSTRAINT policy_mode_check
+    CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject', 'pace'));
+
+-- Telemetry: counters() and scope_stats() gain columns; waits() is new.
 DROP FUNCTION pwb.counters();
+DROP FUNCTION pwb.scope_stats();
 CREATE FUNCTION pwb.counters() RETURNS TABLE (
-    accepted_statements bigint, rejected_statements bigint,
-    shadow_would_reject_count bigint, predicted_wal_bytes bigint,
-    actual_wal_bytes bigint, absolute_prediction_error bigint,
-    scope_debt_bytes bigint, missing_actual_wal_count bigint,
-    internal_fail_open_count bigint, aborted_after_charge_count bigint,
-    scope_name_drop_count bigint, bucket_capacity_exhausted_count bigint,
-    policies_without_bucket bigint, queue_gave_up_count bigint,
-    policy_generation bigint)
-    STRICT VOLATILE PARALLEL UNSAFE
-    LANGUAGE c
-    AS 'MODULE_PATHNAME', 'counters_wrapper';
-REVOKE EXECUTE ON FUNCTION pwb.counters() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pwb.counters() TO pwb_monitor;
+    "accepted_statements" bigint,
+    "rejected_statements" bigint,
+    "shadow_would_reject_count" bigint,
+    "predicted_wal_bytes" bigint,
+    "actual_wal_bytes" bigint,
+    "absolute_prediction_error" bigint,
+    "scope_debt_bytes" bigint,
+    "missing_actual_wal_count" bigint,
+    "internal_fail_open_count" bigint,
+    "aborted_after_charge_count" bigint,
+    "scope_name_drop_count" bigint,
+    "bucket_capacity_exhausted_count" bigint,
+    "policies_without_bucket" bigint,
+    "queue_gave_up_count" bigint,
+    "policy_generation" bigint,
+    "paced_statements" bigint,
+    "pace_wait_ms" bigint
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'counters_wrapper';
+
+CREATE FUNCTION pwb.scope_stats() RETURNS TABLE (
+    "policy_id" INT,
+    "scope_hash" bigint,
+    "available_bytes" bigint,
+    "max_burst_bytes" bigint,
+    "rate_bytes_per_sec" bigint,
+    "debt_bytes" bigint,
+    "last_refill_epoch_ms" bigint,
+    "mode" TEXT,
+    "paced_statements" bigint,
+    "pace_wait_ms" bigint,
+    "waiting_statements" bigint
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'scope_stats_wrapper';
+
+CREATE FUNCTION pwb.waits() RETURNS TABLE (
+    "pid" INT,
+    "policy_id" INT,
+    "wait_kind" TEXT,
+    "waiting_since_epoch_ms" bigint,
+    "wanted_bytes" bigint,
+    "position" INT
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'waits_wrapper';
+
+REVOKE EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits() TO pwb_monitor;

@@ -46,7 +46,7 @@ CREATE TABLE pwb.policy (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT policy_mode_check
-        CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject')),
+        CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject', 'pace')),
     CONSTRAINT policy_scope_kind_check
         CHECK (scope_kind IN ('tenant', 'role', 'database', 'application', 'composite')),
     CONSTRAINT policy_scope_value_check

@@ -13,8 +13,9 @@ use crate::pg::process;
 use crate::pg::shmem::Locked;
 use crate::settlement::{self, lock_current};
 use crate::types::{Deferred, Entry, Resolution};
-use crate::{errors, guc, policies, prediction, resolution, session};
-use governance::budget::admission::{Admission, DecisionKind, Ledger, Reason};
+use crate::{errors, guc, pacing, policies, prediction, queue, resolution, session};
+use governance::budget::admission::{Admission, DecisionKind, Ledger, Reason, pace_chunk};
+use governance::budget::policy::Mode;
 use governance::budget::predict::StatementClass;
 use pgsupport::wait::WaitEvent;
 use std::sync::Arc;
@@ -22,10 +23,6 @@ use std::sync::Arc;
 /// The wait event a statement waiting for budget shows in
 /// `pg_stat_activity` (its own name on PostgreSQL 17 and later).
 pub static QUEUE_WAIT: WaitEvent = WaitEvent::new(c"WalBudgetQueue");
-
-/// Longest single sleep while queued: cancel, timeouts and policy changes
-/// are noticed at least this often.
-const MAX_QUEUE_SLEEP_MS: u64 = 100;
 
 /// Whether a statement should be governed at all: cheap checks only, so
 /// read-only statements pay almost nothing. Never panics (it runs outside
@@ -150,41 +147,59 @@ fn mark_for(resolution: &Resolution) -> bool {
     })
 }
 
-/// Admission for one top-level writing statement. May wait (queue mode) or
-/// raise an error (reject mode, or an internal failure with fail_open off).
+/// Admission for one top-level writing statement. May wait (queue mode, or
+/// pace mode for its first chunk) or raise an error (reject mode, a queued
+/// statement giving up, or an internal failure with fail_open off).
 pub fn begin_statement(statement: Statement) {
     let composite = guc::composite_scope_enabled();
-    let mut queued = false;
+    let mut line = queue::Line::default();
     let mut waiting = Waiting::default();
     loop {
-        // Re-resolved on every attempt, so a queued statement sees a policy
+        // Re-resolved on every attempt, so a waiting statement sees a policy
         // being switched, relaxed or disabled while it waits.
         policies::refresh_if_stale();
         let resolution = resolution::resolve(composite);
         if resolution.charges_nothing() {
+            drop(line);
             session::push(uncharged_entry(statement, resolution));
             return;
         }
         let Some(mut shm) = lock_current() else {
             return;
         };
-        match attempt(&mut shm, statement, &resolution, queued) {
-            Step::Admitted(entry) => {
+        match attempt(&mut shm, statement, &resolution, &mut line) {
+            Step::Admitted { entry, paced } => {
+                let next = line.leave_locked(&mut shm);
                 drop(shm);
+                queue::wake(next);
                 let mut entry = *entry;
                 entry.wal_start = process::wal_bytes();
+                let marker = entry.marker;
+                let (policy, dboid, charged) = (entry.policy, entry.dboid, entry.charged);
                 session::push(entry);
+                if let (Some(chunk), Some(policy)) = (paced, policy) {
+                    pacing::start(pacing::Paced {
+                        marker,
+                        policy,
+                        dboid,
+                        chunk,
+                        wal_start: process::wal_bytes(),
+                        reserved: charged,
+                        root_of_next_executor: statement.class != StatementClass::Write,
+                    });
+                }
                 return;
             }
             Step::Refused(refusal) => {
+                let next = line.leave_locked(&mut shm);
                 drop(shm);
+                queue::wake(next);
                 refusal.raise();
             }
             Step::Wait {
                 wait_micros,
                 policy_id,
             } => {
-                queued = true;
                 drop(shm);
                 if let Some(why) = waiting.must_give_up() {
                     if let Some(mut shm) = crate::pg::shmem::lock() {
@@ -192,18 +207,31 @@ pub fn begin_statement(statement: Statement) {
                     }
                     errors::queue_gave_up(policy_id, why, waiting.waited_ms());
                 }
-                let ms = wait_micros.div_ceil(1000).min(MAX_QUEUE_SLEEP_MS);
-                pgsupport::wait::sleep(ms, &QUEUE_WAIT);
+                pgsupport::wait::sleep(sleep_ms(wait_micros), &QUEUE_WAIT);
             }
         }
     }
 }
 
+/// How long to sleep for budget due in `wait_micros`: no longer than the
+/// interval at which a waiter checks whether it must give up.
+fn sleep_ms(wait_micros: u64) -> u64 {
+    let check = u64::try_from(LOCK_CHECK_INTERVAL.as_millis()).unwrap_or(500);
+    wait_micros.div_ceil(1000).clamp(1, check)
+}
+
 /// What one locked admission attempt came to.
 enum Step {
-    Admitted(Box<Entry>),
+    /// Admitted; `paced` is the chunk size when the statement is paced.
+    Admitted {
+        entry: Box<Entry>,
+        paced: Option<u64>,
+    },
     Refused(Refusal),
-    Wait { wait_micros: u64, policy_id: i32 },
+    Wait {
+        wait_micros: u64,
+        policy_id: i32,
+    },
 }
 
 /// How long a queued statement has waited, and when it must give up: a
@@ -297,10 +325,16 @@ impl Refusal {
     }
 }
 
-/// One attempt under the lock: predict, decide against the policy's
-/// bucket, record the decision (a queued statement records `queued` once,
-/// on its first attempt) and count it.
-fn attempt(shm: &mut Locked, statement: Statement, resolution: &Resolution, queued: bool) -> Step {
+/// One attempt under the lock: predict, keep arrival order (queue and pace
+/// wait behind earlier waiters of their policy), decide against the
+/// policy's bucket, record the decision (a waiting statement records
+/// `queued` once, on its first wait) and count it.
+fn attempt(
+    shm: &mut Locked,
+    statement: Statement,
+    resolution: &Resolution,
+    line: &mut queue::Line,
+) -> Step {
     let Some(m) = resolution.matched.as_ref() else {
         return Step::Refused(Refusal::NoBucket { policy_id: 0 });
     };
@@ -332,7 +366,10 @@ fn attempt(shm: &mut Locked, statement: Statement, resolution: &Resolution, queu
             shm.counters().internal_fail_open_count += 1;
             shm.counters().accepted_statements += 1;
             entry.decision_seq = shm.push_decision(decision.into_slot());
-            return Step::Admitted(Box::new(entry));
+            return Step::Admitted {
+                entry: Box::new(entry),
+                paced: None,
+            };
         }
         shm.counters().rejected_statements += 1;
         shm.push_decision(decision.into_slot());
@@ -340,9 +377,35 @@ fn attempt(shm: &mut Locked, statement: Statement, resolution: &Resolution, queu
             policy_id: m.policy_id,
         });
     };
-    let buckets = &mut shm.policies()[slot_index].buckets;
-    let limits = buckets.limits;
-    let attempt = buckets.admit(m.mode, predicted, now.micros);
+    let limits = shm.policies()[slot_index].buckets.limits;
+    let paced = m.mode == Mode::Pace;
+    let waits = matches!(m.mode, Mode::Queue | Mode::Pace);
+    let amount = if paced { pace_chunk(limits) } else { predicted };
+    let kind = if paced {
+        queue::WaitKind::Pace
+    } else {
+        queue::WaitKind::Queue
+    };
+    // Nobody overtakes: while earlier statements of the policy wait, this
+    // one gets in line behind them even if budget is there.
+    if waits && !queue::is_first(shm, entry.dboid, m.policy_id, line.ticket()) {
+        let level = shm.policies()[slot_index].buckets.enforcement.available();
+        if line.join(shm, kind, entry.dboid, m.policy_id, amount, now.epoch_ms) {
+            shm.push_decision(
+                decision
+                    .levels(level, level)
+                    .outcome(DecisionKind::Queued, Reason::BudgetExceeded)
+                    .into_slot(),
+            );
+        }
+        return Step::Wait {
+            wait_micros: queue::NOT_FIRST_SLEEP_MS * 1000,
+            policy_id: m.policy_id,
+        };
+    }
+    let attempt = shm.policies()[slot_index]
+        .buckets
+        .admit(m.mode, amount, now.micros);
     let decision = decision.levels(attempt.before, attempt.after);
     match attempt.admission {
         Admission::Admit {
@@ -350,7 +413,7 @@ fn attempt(shm: &mut Locked, statement: Statement, resolution: &Resolution, queu
             kind,
             reason,
         } => {
-            let reason = if queued && reason == Reason::BudgetAvailable {
+            let reason = if line.was_recorded() && reason == Reason::BudgetAvailable {
                 Reason::QueuedThenAdmitted
             } else {
                 reason
@@ -359,11 +422,18 @@ fn attempt(shm: &mut Locked, statement: Statement, resolution: &Resolution, queu
                 shm.counters().shadow_would_reject_count += 1;
             }
             shm.counters().accepted_statements += 1;
+            if paced {
+                shm.counters().paced_statements += 1;
+                shm.policies()[slot_index].paced_statements += 1;
+            }
             entry.decision_seq = shm.push_decision(decision.outcome(kind, reason).into_slot());
             entry.charged = charged;
             entry.ledger = m.ledger();
             entry.policy = Some((slot_index, m.policy_id));
-            Step::Admitted(Box::new(entry))
+            Step::Admitted {
+                entry: Box::new(entry),
+                paced: paced.then_some(amount),
+            }
         }
         Admission::Reject { reason } => {
             shm.counters().rejected_statements += 1;
@@ -379,7 +449,7 @@ fn attempt(shm: &mut Locked, statement: Statement, resolution: &Resolution, queu
             })
         }
         Admission::Wait { wait_micros } => {
-            if !queued {
+            if line.join(shm, kind, entry.dboid, m.policy_id, amount, now.epoch_ms) {
                 shm.push_decision(
                     decision
                         .outcome(DecisionKind::Queued, Reason::BudgetExceeded)

@@ -217,6 +217,8 @@ fn counters() -> TableIterator<
         name!(policies_without_bucket, i64),
         name!(queue_gave_up_count, i64),
         name!(policy_generation, i64),
+        name!(paced_statements, i64),
+        name!(pace_wait_ms, i64),
     ),
 > {
     let c = *require_shmem().counters();
@@ -239,6 +241,8 @@ fn counters() -> TableIterator<
         without_bucket,
         i(c.queue_gave_up_count),
         i(shmem::policy_generation()),
+        i(c.paced_statements),
+        i(c.pace_wait_micros / 1000),
     ))
 }
 
@@ -254,6 +258,10 @@ fn scope_stats() -> TableIterator<
         name!(rate_bytes_per_sec, i64),
         name!(debt_bytes, i64),
         name!(last_refill_epoch_ms, i64),
+        name!(mode, String),
+        name!(paced_statements, i64),
+        name!(pace_wait_ms, i64),
+        name!(waiting_statements, i64),
     ),
 > {
     drop(require_shmem());
@@ -283,7 +291,20 @@ fn scope_stats() -> TableIterator<
             i(b.limits.rate_per_sec),
             i(b.enforcement.debt()),
             last_ms,
+            Mode::from_code(slot.mode)
+                .map_or("unknown", Mode::as_str)
+                .to_string(),
+            i(slot.paced_statements),
+            i(slot.pace_wait_micros / 1000),
+            0,
         ));
+    }
+    for row in &mut rows {
+        row.10 = shm
+            .waiters()
+            .iter()
+            .filter(|w| w.used && w.dboid == dboid && w.policy_id == row.0)
+            .count() as i64;
     }
     drop(shm);
     rows.sort_by_key(|r| r.0);
@@ -425,6 +446,56 @@ fn scope_names() -> TableIterator<
         })
         .collect();
     drop(shm);
+    TableIterator::new(rows)
+}
+
+/// The statements pg_wal_budget holds waiting for budget right now: queued
+/// before they run, or paced while they run (on PostgreSQL 15 and 16 their
+/// wait event is the generic `Extension`; this tells them apart).
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn waits() -> TableIterator<
+    'static,
+    (
+        name!(pid, i32),
+        name!(policy_id, i32),
+        name!(wait_kind, String),
+        name!(waiting_since_epoch_ms, i64),
+        name!(wanted_bytes, i64),
+        name!(position, i32),
+    ),
+> {
+    let dboid = crate::pg::process::database_oid();
+    let mut shm = require_shmem();
+    let mut waiting: Vec<crate::pg::shmem::WaiterSlot> = shm
+        .waiters()
+        .iter()
+        .filter(|w| w.used && w.dboid == dboid)
+        .copied()
+        .collect();
+    drop(shm);
+    waiting.sort_by_key(|w| (w.policy_id, w.ticket));
+    let mut rows = Vec::with_capacity(waiting.len());
+    let mut position = 0;
+    let mut last_policy = None;
+    for w in waiting {
+        position = if last_policy == Some(w.policy_id) {
+            position + 1
+        } else {
+            1
+        };
+        last_policy = Some(w.policy_id);
+        rows.push((
+            w.pid,
+            w.policy_id,
+            crate::queue::WaitKind::from_code(w.kind)
+                .map_or("unknown", crate::queue::WaitKind::as_str)
+                .to_string(),
+            w.since_epoch_ms,
+            i64::try_from(w.wanted).unwrap_or(i64::MAX),
+            position,
+        ));
+    }
     TableIterator::new(rows)
 }
 

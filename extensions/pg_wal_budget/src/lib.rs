@@ -18,11 +18,13 @@ mod api;
 mod decision;
 mod errors;
 mod guc;
+mod pacing;
 #[allow(unsafe_code)]
 mod pg;
 mod policies;
 mod prediction;
 mod profiles;
+mod queue;
 mod resolution;
 mod session;
 mod settlement;

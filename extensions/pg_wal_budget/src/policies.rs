@@ -188,6 +188,8 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 slot.buckets.change_limits(limits, now);
             } else {
                 slot.buckets = PolicyBuckets::fresh(limits, now);
+                slot.paced_statements = 0;
+                slot.pace_wait_micros = 0;
             }
             *slot = PolicySlot {
                 used: true,
@@ -200,6 +202,8 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 scope_hash: hash,
                 incarnation: row.incarnation,
                 buckets: slot.buckets,
+                paced_statements: slot.paced_statements,
+                pace_wait_micros: slot.pace_wait_micros,
             };
         }
         out.push(CachedPolicy {
@@ -248,9 +252,21 @@ pub fn bump_pending() -> bool {
 }
 
 /// Transaction end: publish a committed change (or a rolled-back one, which
-/// costs only a reload).
+/// costs only a reload), and wake this database's waiting statements so
+/// they look at the policies again.
 pub fn at_transaction_end() {
     if BUMP_AT_COMMIT.replace(false) {
         shmem::bump_policy_generation();
+        wake_waiters();
     }
+}
+
+/// Wakes every statement of this database waiting for budget (a policy may
+/// have changed under it).
+pub fn wake_waiters() {
+    let dboid = process::database_oid();
+    let pids = shmem::lock()
+        .map(|mut shm| crate::queue::waiters_of_database(&mut shm, dboid))
+        .unwrap_or_default();
+    crate::queue::wake(pids);
 }

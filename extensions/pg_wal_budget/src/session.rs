@@ -109,10 +109,25 @@ pub fn is_top(marker: usize) -> bool {
     })
 }
 
+/// Whether the statement `marker` opened is still open. Never panics.
+pub fn is_open(marker: usize) -> bool {
+    peek(false, |s| s.stack.iter().any(|e| e.marker == marker))
+}
+
 /// Whether a governed statement is still open (for the transaction
 /// callback). Never panics.
 pub fn has_open_statements() -> bool {
     peek(true, |s| !s.stack.is_empty())
+}
+
+/// Adds `bytes` to what the open statement `marker` was charged (a paced
+/// statement's further chunks).
+pub fn add_charged(marker: usize, bytes: u64) {
+    STATE.with(|s| {
+        if let Some(e) = s.stack.iter_mut().rev().find(|e| e.marker == marker) {
+            e.charged = e.charged.saturating_add(bytes);
+        }
+    });
 }
 
 pub fn pop_if_top(marker: usize) -> Option<Entry> {

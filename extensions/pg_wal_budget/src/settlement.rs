@@ -11,6 +11,7 @@ use crate::decision::Decision;
 use crate::pg::process::{self, Now};
 use crate::pg::shmem::{self, Locked};
 use crate::prediction;
+use crate::queue;
 use crate::session;
 use crate::types::{Entry, Measured, Tail};
 use governance::budget::admission::Ledger;
@@ -132,11 +133,16 @@ fn settle(entry: Entry, wal_end: u64, completed: bool) {
         return;
     };
     let mut after = None;
+    let mut wake = None;
     if let Some(policy) = entry.policy
         && let Some(slot) = shm.policy_slot(policy, entry.dboid)
         && let Some((r, available)) = slot.buckets.settle(entry.ledger, entry.charged, actual)
     {
         after = Some(available);
+        if r.refunded > 0 {
+            // Budget came back: the first waiter of the policy may fit now.
+            wake = queue::first_in_line(&mut shm, entry.dboid, policy.1);
+        }
         if entry.ledger == Ledger::Enforcement {
             let c = shm.counters();
             c.scope_debt_bytes = c.scope_debt_bytes.saturating_add(r.debt_added);
@@ -171,6 +177,8 @@ fn settle(entry: Entry, wal_end: u64, completed: bool) {
         completed,
         process::now(),
     );
+    drop(shm);
+    queue::wake(wake);
 }
 
 /// Writes a statement that charged nothing: its scope, its count, its

@@ -9,6 +9,9 @@ crate::sql_enum! {
         Shadow = 2 => "shadow",
         Queue = 3 => "queue",
         Reject = 4 => "reject",
+        /// Admits every statement and draws the WAL it writes from the
+        /// bucket while it runs, waiting whenever the bucket is empty.
+        Pace = 5 => "pace",
     }
 }
 
@@ -31,20 +34,25 @@ fn arg_error(message: &str, detail: String, hint: &str) -> ArgError {
     }
 }
 
+/// "Use one of a, b, c." from the spellings of an enum.
+fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    format!("Use one of {}.", names.collect::<Vec<_>>().join(", "))
+}
+
 /// Validates and normalises a scope kind: trimmed, lower-cased, known.
 pub fn parse_scope_kind(raw: Option<&str>) -> Result<ScopeKind, ArgError> {
     let raw = raw.ok_or_else(|| {
         arg_error(
             "scope_kind must not be null",
             "scope_kind is NULL.".into(),
-            "Use one of tenant, role, database, application, composite.",
+            &one_of(ScopeKind::ALL.iter().map(|k| k.as_str())),
         )
     })?;
     ScopeKind::parse(&raw.trim().to_lowercase()).ok_or_else(|| {
         arg_error(
             "invalid scope_kind",
             format!("scope_kind \"{}\" is not recognised.", truncate(raw)),
-            "Use one of tenant, role, database, application, composite.",
+            &one_of(ScopeKind::ALL.iter().map(|k| k.as_str())),
         )
     })
 }
@@ -55,14 +63,14 @@ pub fn parse_mode(raw: Option<&str>) -> Result<Mode, ArgError> {
         arg_error(
             "mode must not be null",
             "mode is NULL.".into(),
-            "Use one of off, observe, shadow, queue, reject.",
+            &one_of(Mode::ALL.iter().map(|m| m.as_str())),
         )
     })?;
     Mode::parse(&raw.trim().to_lowercase()).ok_or_else(|| {
         arg_error(
             "invalid mode",
             format!("mode \"{}\" is not recognised.", truncate(raw)),
-            "Use one of off, observe, shadow, queue, reject.",
+            &one_of(Mode::ALL.iter().map(|m| m.as_str())),
         )
     })
 }

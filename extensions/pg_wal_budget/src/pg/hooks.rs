@@ -2,7 +2,7 @@
 //! path is in `admission` (before it runs) and `settlement` (after).
 use super::{shmem, unguarded};
 use crate::admission::{self, Statement};
-use crate::{policies, session, settlement};
+use crate::{pacing, policies, session, settlement};
 use governance::budget::predict::StatementClass;
 use governance::budget::text_hash::query_text_hash;
 use pgrx::pg_sys;
@@ -143,6 +143,17 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
             None => unguarded::standard_ExecutorStart(query_desc, eflags),
         }
     }
+    // A paced statement: wrap what feeds its writes, now that the plan-state
+    // tree exists. (One atomic load when nothing is paced.)
+    if pacing::limit() != u64::MAX && !explain_only(eflags) {
+        if pacing::is_paced(query_desc as usize) {
+            // SAFETY: the executor of `query_desc` has just been started.
+            unsafe { super::pace::wrap_writers(query_desc) };
+        } else if pacing::take_root_request() {
+            // SAFETY: as above.
+            unsafe { super::pace::wrap_root(query_desc) };
+        }
+    }
 }
 
 fn explain_only(eflags: i32) -> bool {
@@ -170,6 +181,12 @@ unsafe extern "C-unwind" fn admit_executor_statement(
 
 unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
     let ours = session::is_top(query_desc as usize);
+    if pacing::limit() != u64::MAX {
+        // The wrapped nodes end with their executor; a paced write statement
+        // is paced no further (it is settled below).
+        super::pace::clear();
+        pacing::stop_if(query_desc as usize);
+    }
     // SAFETY: as in executor_start.
     unsafe {
         match PREV_EXECUTOR_END.get().flatten() {
@@ -417,10 +434,12 @@ unsafe extern "C-unwind" fn govern_utility(call: UtilityCall, class_code: u8) {
     // which holds nothing that needs dropping.
     unsafe { call.chain() };
     if class.is_some() {
+        pacing::stop_if(call.pstmt as usize);
         settlement::end_statement(call.pstmt as usize);
     }
     if changes_policy_visibility(call.pstmt) {
         shmem::bump_policy_generation();
+        policies::wake_waiters();
     }
     if let Some(dboid) = dropped_database {
         // DROP DATABASE cannot run in a transaction block, so it commits as
@@ -460,6 +479,8 @@ unsafe extern "C-unwind" fn xact_callback(
 unsafe extern "C-unwind" fn close_transaction(event: pg_sys::XactEvent::Type) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            pacing::stop();
+            super::pace::clear();
             settlement::abort_all();
             policies::at_transaction_end();
         }
@@ -511,5 +532,6 @@ unsafe extern "C-unwind" fn subxact_callback(
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         settlement::abort_subxact(my_subid);
+        pacing::stop_unless_open();
     }
 }

@@ -3,6 +3,7 @@
 //! profile writer's entry point. The only place in the crate with `unsafe`;
 //! shared helpers come from `pgsupport`.
 pub mod hooks;
+pub mod pace;
 pub mod process;
 pub mod shmem;
 pub mod snapshot;

@@ -122,3 +122,36 @@ pub fn blocks_lock_waiters() -> bool {
         r.ok().flatten().unwrap_or(false)
     })
 }
+
+/// This process's pid.
+pub fn my_pid() -> i32 {
+    pgsupport::wait::my_pid()
+}
+
+/// Whether `pid` is a live backend of this server.
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: BackendPidGetProc looks the pid up under ProcArrayLock; we
+    // only compare the result with NULL.
+    !unsafe { pg_sys::BackendPidGetProc(pid) }.is_null()
+}
+
+static EXIT_WORK: pgsupport::local::BackendCell<Option<fn()>> =
+    pgsupport::local::BackendCell::new(None);
+
+/// Runs `work` when this backend exits (also when it is terminated),
+/// before shared memory is detached; registered once per backend.
+pub fn on_exit_once(work: fn()) {
+    let first = EXIT_WORK.with(|w| w.replace(work).is_none());
+    if first {
+        // SAFETY: registers a callback for this process's exit; the
+        // callback only takes our LWLock and writes our shared table.
+        unsafe { pg_sys::before_shmem_exit(Some(run_exit_work), pg_sys::Datum::from(0usize)) };
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn run_exit_work(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    if let Some(work) = EXIT_WORK.try_with(|w| *w).flatten() {
+        work();
+    }
+}

@@ -43,6 +43,10 @@ pub struct Counters {
     /// Queued statements that gave up waiting (lock_timeout, or a lock they
     /// hold was wanted by another session).
     pub queue_gave_up_count: u64,
+    /// Statements admitted in pace mode, and the time they waited while
+    /// running.
+    pub paced_statements: u64,
+    pub pace_wait_micros: u64,
 }
 
 /// One durable policy mirrored into shared memory, with its buckets.
@@ -62,6 +66,10 @@ pub struct PolicySlot {
     /// new policy and starts with fresh buckets.
     pub incarnation: i64,
     pub buckets: PolicyBuckets,
+    /// Statements admitted in pace mode, and the time they spent waiting
+    /// for budget while they ran.
+    pub paced_statements: u64,
+    pub pace_wait_micros: u64,
 }
 
 impl PolicySlot {
@@ -105,6 +113,23 @@ pub struct DecisionSlot {
     pub available_after: i64,
 }
 
+/// A statement waiting for budget: queued (before it runs) or paced (while
+/// it runs), in arrival order per policy (`ticket`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct WaiterSlot {
+    pub used: bool,
+    /// `WaitKind` code.
+    pub kind: u8,
+    pub pid: i32,
+    pub dboid: u32,
+    pub policy_id: i32,
+    pub ticket: u64,
+    pub since_epoch_ms: i64,
+    /// Bytes it waits for (its prediction, or a paced chunk).
+    pub wanted: u64,
+}
+
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct ScopeNameSlot {
@@ -132,6 +157,7 @@ struct Header {
     /// bucket table full, so the log says it once per policy.
     warned_without_bucket: [(u32, i32); WARNED_CAPACITY],
     warned_next: usize,
+    next_ticket: u64,
     n_buckets: usize,
     n_profiles: usize,
     n_decisions: usize,
@@ -146,6 +172,8 @@ struct Layout {
     profiles_off: usize,
     decisions_off: usize,
     names_off: usize,
+    waiters_off: usize,
+    waiters: usize,
     total: usize,
 }
 
@@ -159,13 +187,23 @@ fn layout() -> Layout {
     let profiles_off = align(buckets_off + caps.buckets * size_of::<PolicySlot>());
     let decisions_off = align(profiles_off + caps.profiles * size_of::<ProfileSlot>());
     let names_off = align(decisions_off + caps.decisions * size_of::<DecisionSlot>());
-    let total = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    let waiters_off = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    // One waiter slot per backend: a backend waits for one statement at a
+    // time. MaxBackends is set before shared memory is requested.
+    // SAFETY: a plain global, set by the postmaster before it requests
+    // shared memory and inherited by every child.
+    let waiters = usize::try_from(unsafe { pg_sys::MaxBackends })
+        .unwrap_or(0)
+        .max(1);
+    let total = align(waiters_off + waiters * size_of::<WaiterSlot>());
     Layout {
         caps,
         buckets_off,
         profiles_off,
         decisions_off,
         names_off,
+        waiters_off,
+        waiters,
         total,
     }
 }
@@ -370,6 +408,18 @@ impl Locked {
     pub fn names(&mut self) -> &mut [ScopeNameSlot] {
         let l = self.shared.layout;
         self.slice(l.names_off, l.caps.scope_names)
+    }
+
+    pub fn waiters(&mut self) -> &mut [WaiterSlot] {
+        let l = self.shared.layout;
+        self.slice(l.waiters_off, l.waiters)
+    }
+
+    /// The next arrival ticket.
+    pub fn take_ticket(&mut self) -> u64 {
+        let header = self.header();
+        header.next_ticket += 1;
+        header.next_ticket
     }
 
     /// Whether the bucket table has a free slot.

@@ -1,0 +1,227 @@
+//! Waiting for budget in arrival order. A statement that must wait (queue
+//! mode before it runs; pace mode for its next chunk while it runs) takes a
+//! ticket in the shared waiter table; only the first in line of its policy
+//! may take budget, and it is woken when budget is returned or when the
+//! one ahead of it leaves, not by polling. A statement that arrives while
+//! others of its policy wait gets in line behind them even if budget is
+//! there: nobody overtakes.
+//!
+//! A waiter that is cancelled, times out or fails leaves the line at once
+//! ([`Place`]'s drop); one that is terminated leaves it from the exit
+//! callback; one that was killed is skipped (its pid is gone) and shared
+//! memory is reinitialised anyway.
+use crate::pg::process;
+use crate::pg::shmem::{self, Locked};
+
+governance::sql_enum! {
+    /// Why a statement waits (`pwb.waits()`).
+    pub enum WaitKind {
+        Queue = 1 => "queue",
+        Pace = 2 => "pace",
+    }
+}
+
+/// How long a waiter that is not first in line sleeps at most before it
+/// looks again (it is normally woken earlier: when the one ahead of it is
+/// admitted, or leaves, or a policy changes).
+pub const NOT_FIRST_SLEEP_MS: u64 = 1000;
+
+/// This backend's place in the line of one policy, while it has one.
+pub struct Place {
+    pub ticket: u64,
+    dboid: u32,
+    policy_id: i32,
+}
+
+impl Place {
+    /// Gets in line (or stays in its place) under `policy_id` of `dboid`.
+    pub fn join(
+        shm: &mut Locked,
+        kind: WaitKind,
+        dboid: u32,
+        policy_id: i32,
+        wanted: u64,
+        now_epoch_ms: i64,
+    ) -> Place {
+        let pid = process::my_pid();
+        if let Some(w) = shm.waiters().iter_mut().find(|w| w.used && w.pid == pid) {
+            w.kind = kind.code();
+            w.wanted = wanted;
+            if w.dboid == dboid && w.policy_id == policy_id {
+                return Place {
+                    ticket: w.ticket,
+                    dboid,
+                    policy_id,
+                };
+            }
+        }
+        let ticket = shm.take_ticket();
+        let waiters = shm.waiters();
+        if let Some(w) = waiters.iter_mut().find(|w| !w.used || w.pid == pid) {
+            *w = shmem::WaiterSlot {
+                used: true,
+                kind: kind.code(),
+                pid,
+                dboid,
+                policy_id,
+                ticket,
+                since_epoch_ms: now_epoch_ms,
+                wanted,
+            };
+        }
+        process::on_exit_once(leave_at_exit);
+        Place {
+            ticket,
+            dboid,
+            policy_id,
+        }
+    }
+
+    /// Leaves the line; returns the pid of the one now first, to wake once
+    /// the lock is released.
+    pub fn leave(self, shm: &mut Locked) -> Option<i32> {
+        leave_all(shm, process::my_pid());
+        first_in_line(shm, self.dboid, self.policy_id)
+    }
+}
+
+/// A statement's place in its policy's line while it waits; it leaves the
+/// line when admitted or refused, and on any error unwinding through it
+/// (cancel, statement_timeout, giving up).
+#[derive(Default)]
+pub struct Line {
+    place: Option<Place>,
+    /// Whether its `queued` decision row was written.
+    recorded: bool,
+}
+
+impl Line {
+    /// Whether its `queued` decision row was written.
+    pub fn was_recorded(&self) -> bool {
+        self.recorded
+    }
+
+    pub fn ticket(&self) -> Option<u64> {
+        self.place.as_ref().map(|p| p.ticket)
+    }
+
+    /// Gets in line; true the first time (the caller records `queued`).
+    pub fn join(
+        &mut self,
+        shm: &mut Locked,
+        kind: WaitKind,
+        dboid: u32,
+        policy_id: i32,
+        wanted: u64,
+        now_epoch_ms: i64,
+    ) -> bool {
+        self.place = Some(Place::join(
+            shm,
+            kind,
+            dboid,
+            policy_id,
+            wanted,
+            now_epoch_ms,
+        ));
+        !std::mem::replace(&mut self.recorded, true)
+    }
+
+    /// Gets in line for a paced statement's next chunk.
+    pub fn join_for_chunk(
+        &mut self,
+        shm: &mut Locked,
+        dboid: u32,
+        policy_id: i32,
+        chunk: u64,
+        now_epoch_ms: i64,
+    ) {
+        self.join(shm, WaitKind::Pace, dboid, policy_id, chunk, now_epoch_ms);
+    }
+
+    /// Leaves the line under the caller's lock; returns whom to wake.
+    pub fn leave_locked(&mut self, shm: &mut Locked) -> Option<i32> {
+        self.place.take().and_then(|p| p.leave(shm))
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.place.is_none() {
+            return;
+        }
+        let next = crate::pg::shmem::lock().and_then(|mut shm| self.leave_locked(&mut shm));
+        wake(next);
+    }
+}
+
+/// Removes every place `pid` holds.
+pub fn leave_all(shm: &mut Locked, pid: i32) {
+    for w in shm.waiters().iter_mut().filter(|w| w.used && w.pid == pid) {
+        w.used = false;
+    }
+}
+
+/// Whether a statement of `policy_id` in `dboid` holding `ticket` (None:
+/// not in line yet) is first in line: no other live waiter of the policy
+/// arrived before it. Waiters whose process is gone are removed.
+pub fn is_first(shm: &mut Locked, dboid: u32, policy_id: i32, ticket: Option<u64>) -> bool {
+    let me = process::my_pid();
+    let mut first = true;
+    for w in shm.waiters().iter_mut() {
+        if !w.used || w.dboid != dboid || w.policy_id != policy_id || w.pid == me {
+            continue;
+        }
+        if ticket.is_some_and(|t| w.ticket > t) {
+            continue;
+        }
+        if !process::pid_alive(w.pid) {
+            w.used = false;
+            continue;
+        }
+        first = false;
+    }
+    first
+}
+
+/// The pid of the first waiter in line for `policy_id` of `dboid`.
+pub fn first_in_line(shm: &mut Locked, dboid: u32, policy_id: i32) -> Option<i32> {
+    shm.waiters()
+        .iter()
+        .filter(|w| w.used && w.dboid == dboid && w.policy_id == policy_id)
+        .min_by_key(|w| w.ticket)
+        .map(|w| w.pid)
+}
+
+/// Every waiter of `dboid` (a policy changed: each must look again).
+pub fn waiters_of_database(shm: &mut Locked, dboid: u32) -> Vec<i32> {
+    shm.waiters()
+        .iter()
+        .filter(|w| w.used && w.dboid == dboid)
+        .map(|w| w.pid)
+        .collect()
+}
+
+/// Wakes the processes `pids` (after the lock is released).
+pub fn wake(pids: impl IntoIterator<Item = i32>) {
+    for pid in pids {
+        pgsupport::wait::set_latch_of_pid(pid);
+    }
+}
+
+/// The exit callback's work: this backend leaves every line.
+pub fn leave_at_exit() {
+    let first = shmem::lock().map(|mut shm| {
+        let pid = process::my_pid();
+        let mine: Vec<(u32, i32)> = shm
+            .waiters()
+            .iter()
+            .filter(|w| w.used && w.pid == pid)
+            .map(|w| (w.dboid, w.policy_id))
+            .collect();
+        leave_all(&mut shm, pid);
+        mine.into_iter()
+            .filter_map(|(db, id)| first_in_line(&mut shm, db, id))
+            .collect::<Vec<_>>()
+    });
+    wake(first.unwrap_or_default());
+}

@@ -56,7 +56,8 @@ CREATE FUNCTION pwb.scope_stats() RETURNS TABLE (
     "mode" TEXT,
     "paced_statements" bigint,
     "pace_wait_ms" bigint,
-    "waiting_statements" bigint
+    "waiting_statements" bigint,
+    "scope_value" TEXT
 )
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -76,3 +77,25 @@ AS 'MODULE_PATHNAME', 'waits_wrapper';
 
 REVOKE EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits() TO pwb_monitor;
+
+-- Template policies (a NULL scope_value: every value of the kind, each with
+-- its own bucket), and the precedence view lists disabled policies too.
+ALTER TABLE pwb.policy ALTER COLUMN scope_value DROP NOT NULL;
+DROP VIEW pwb.active_policy_precedence;
+-- Which policy wins when several match: highest priority, then a specific
+-- policy before a template, then lowest policy_id. Disabled policies are
+-- listed too (enabled = false), with the precedence they would have.
+CREATE VIEW pwb.active_policy_precedence AS
+SELECT p.policy_id,
+       p.scope_kind,
+       p.scope_value,
+       p.mode,
+       p.priority,
+       p.wal_rate_bytes_per_sec,
+       p.wal_burst_bytes,
+       rank() OVER (ORDER BY p.priority DESC, (p.scope_value IS NULL), p.policy_id) AS precedence,
+       p.enabled
+  FROM pwb.policy p
+ ORDER BY p.priority DESC, (p.scope_value IS NULL), p.policy_id;
+
+GRANT SELECT ON pwb.active_policy_precedence TO pwb_monitor;

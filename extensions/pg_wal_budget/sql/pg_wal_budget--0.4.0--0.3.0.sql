@@ -43,3 +43,20 @@ CREATE FUNCTION pwb.scope_stats() RETURNS TABLE (
     AS 'MODULE_PATHNAME', 'scope_stats_wrapper';
 REVOKE EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats() TO pwb_monitor;
+
+DELETE FROM pwb.policy WHERE scope_value IS NULL;
+ALTER TABLE pwb.policy ALTER COLUMN scope_value SET NOT NULL;
+DROP VIEW pwb.active_policy_precedence;
+CREATE VIEW pwb.active_policy_precedence AS
+SELECT p.policy_id,
+       p.scope_kind,
+       p.scope_value,
+       p.mode,
+       p.priority,
+       p.wal_rate_bytes_per_sec,
+       p.wal_burst_bytes,
+       rank() OVER (ORDER BY p.priority DESC, p.policy_id) AS precedence
+  FROM pwb.policy p
+ WHERE p.enabled AND p.mode <> 'off'
+ ORDER BY p.priority DESC, p.policy_id;
+GRANT SELECT ON pwb.active_policy_precedence TO pwb_monitor;

@@ -12,7 +12,7 @@ use crate::decision::Decision;
 use crate::pg::process;
 use crate::pg::shmem::Locked;
 use crate::settlement::{self, lock_current};
-use crate::types::{Deferred, Entry, Resolution};
+use crate::types::{BucketRef, Deferred, Entry, Resolution};
 use crate::{errors, guc, pacing, policies, prediction, queue, resolution, session};
 use governance::budget::admission::{Admission, DecisionKind, Ledger, Reason, pace_chunk};
 use governance::budget::policy::Mode;
@@ -90,10 +90,7 @@ fn admit_uncharged(statement: Statement, resolution: Arc<Resolution>) -> bool {
 /// last. Never panics.
 fn uncharged_entry(statement: Statement, resolution: Arc<Resolution>) -> Entry {
     let mut entry = statement.entry(resolution.profile_scope().0);
-    entry.policy = resolution
-        .matched
-        .as_ref()
-        .and_then(|m| m.slot.map(|i| (i, m.policy_id)));
+    entry.policy = resolution.matched.as_ref().and_then(bucket_of);
     entry.deferred = Some(Deferred {
         class: statement.class,
         timestamp_epoch_ms: process::now().epoch_ms,
@@ -129,18 +126,34 @@ pub fn mark_unadmitted() {
     mark_for(&resolution);
 }
 
+/// The bucket a matched policy charges, as far as is known without the
+/// lock (a template value's slot is found when it is used).
+fn bucket_of(m: &crate::types::Matched) -> Option<BucketRef> {
+    let slot = m.slot?;
+    Some(if m.template {
+        BucketRef {
+            slot,
+            policy_id: m.policy_id,
+            value_hash: m.scope_hash,
+            value_slot: usize::MAX,
+        }
+    } else {
+        BucketRef::policy(slot, m.policy_id)
+    })
+}
+
 fn mark_for(resolution: &Resolution) -> bool {
     let Some(m) = resolution.matched.as_ref() else {
         return true;
     };
-    let (ledger, Some(slot)) = (m.ledger(), m.slot) else {
+    let (ledger, Some(bucket)) = (m.ledger(), bucket_of(m)) else {
         return true;
     };
     if ledger == Ledger::None {
         return true;
     }
     session::try_mark_unsettled(crate::types::Tail {
-        policy: (slot, m.policy_id),
+        policy: bucket,
         dboid: process::database_oid(),
         ledger,
         wal_mark: process::wal_bytes(),
@@ -355,8 +368,16 @@ fn attempt(
     let slot_index = m
         .slot
         .and_then(|i| shm.policy_slot_index((i, m.policy_id), entry.dboid));
-    let Some(slot_index) = slot_index else {
-        // The policy has no shared bucket: the bucket table is full.
+    // A template policy: the bucket of the statement's own value.
+    let bucket = slot_index.and_then(|i| {
+        if m.template {
+            shm.value_bucket(i, m.scope_hash, now.micros)
+        } else {
+            Some(BucketRef::policy(i, m.policy_id))
+        }
+    });
+    let Some(bucket) = bucket else {
+        // No bucket: the policy or value table is full.
         let decision = decision.outcome(
             DecisionKind::InternalErrorFailOpen,
             Reason::InternalErrorFailOpen,
@@ -377,7 +398,12 @@ fn attempt(
             policy_id: m.policy_id,
         });
     };
-    let limits = shm.policies()[slot_index].buckets.limits;
+    let dboid = entry.dboid;
+    let Some(limits) = shm.buckets(bucket, dboid).map(|b| b.limits) else {
+        return Step::Refused(Refusal::NoBucket {
+            policy_id: m.policy_id,
+        });
+    };
     let paced = m.mode == Mode::Pace;
     let waits = matches!(m.mode, Mode::Queue | Mode::Pace);
     let amount = if paced { pace_chunk(limits) } else { predicted };
@@ -386,11 +412,15 @@ fn attempt(
     } else {
         queue::WaitKind::Queue
     };
-    // Nobody overtakes: while earlier statements of the policy wait, this
-    // one gets in line behind them even if budget is there.
-    if waits && !queue::is_first(shm, entry.dboid, m.policy_id, line.ticket()) {
-        let level = shm.policies()[slot_index].buckets.enforcement.available();
-        if line.join(shm, kind, entry.dboid, m.policy_id, amount, now.epoch_ms) {
+    let line_key = queue::LineKey::of(bucket);
+    // Nobody overtakes: while earlier statements of the policy (or of the
+    // template value) wait, this one gets in line behind them even if
+    // budget is there.
+    if waits && !queue::is_first(shm, dboid, line_key, line.ticket()) {
+        let level = shm
+            .buckets(bucket, dboid)
+            .map_or(0, |b| b.enforcement.available());
+        if line.join(shm, kind, dboid, line_key, amount, now.epoch_ms) {
             shm.push_decision(
                 decision
                     .levels(level, level)
@@ -403,9 +433,12 @@ fn attempt(
             policy_id: m.policy_id,
         };
     }
-    let attempt = shm.policies()[slot_index]
-        .buckets
-        .admit(m.mode, amount, now.micros);
+    let Some(buckets) = shm.buckets(bucket, dboid) else {
+        return Step::Refused(Refusal::NoBucket {
+            policy_id: m.policy_id,
+        });
+    };
+    let attempt = buckets.admit(m.mode, amount, now.micros);
     let decision = decision.levels(attempt.before, attempt.after);
     match attempt.admission {
         Admission::Admit {
@@ -424,12 +457,12 @@ fn attempt(
             shm.counters().accepted_statements += 1;
             if paced {
                 shm.counters().paced_statements += 1;
-                shm.policies()[slot_index].paced_statements += 1;
+                shm.count_pacing(bucket, dboid, 1, 0);
             }
             entry.decision_seq = shm.push_decision(decision.outcome(kind, reason).into_slot());
             entry.charged = charged;
             entry.ledger = m.ledger();
-            entry.policy = Some((slot_index, m.policy_id));
+            entry.policy = Some(bucket);
             Step::Admitted {
                 entry: Box::new(entry),
                 paced: paced.then_some(amount),
@@ -449,7 +482,7 @@ fn attempt(
             })
         }
         Admission::Wait { wait_micros } => {
-            if line.join(shm, kind, entry.dboid, m.policy_id, amount, now.epoch_ms) {
+            if line.join(shm, kind, dboid, line_key, amount, now.epoch_ms) {
                 shm.push_decision(
                     decision
                         .outcome(DecisionKind::Queued, Reason::BudgetExceeded)

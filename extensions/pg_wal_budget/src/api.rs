@@ -55,6 +55,7 @@ fn create_policy(
     priority: default!(Option<i32>, 100),
 ) -> i32 {
     let kind = ok(policy::parse_scope_kind(scope_kind));
+    // None: a template policy (every value of the kind, each its own bucket).
     let value = ok(policy::parse_scope_value(scope_value));
     let (rate, burst) = ok(policy::validate_limits(
         wal_rate_bytes_per_sec,
@@ -262,6 +263,7 @@ fn scope_stats() -> TableIterator<
         name!(paced_statements, i64),
         name!(pace_wait_ms, i64),
         name!(waiting_statements, i64),
+        name!(scope_value, Option<String>),
     ),
 > {
     drop(require_shmem());
@@ -272,42 +274,80 @@ fn scope_stats() -> TableIterator<
     let dboid = crate::pg::process::database_oid();
     let now = crate::pg::process::now_micros();
     let mut shm = require_shmem();
-    let mut rows = Vec::new();
-    for slot in shm
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let ms = |micros: u64| i64::try_from(micros).unwrap_or(i64::MAX) / 1000 + 946_684_800_000;
+    // (policy, scope kind, scope hash, buckets, paced, pace wait)
+    let mut found = Vec::new();
+    let policies: Vec<_> = shm
         .policies()
-        .iter_mut()
+        .iter()
         .filter(|s| s.used && s.dboid == dboid && visible.contains(&s.policy_id))
-    {
-        let b = &mut slot.buckets;
+        .copied()
+        .collect();
+    for slot in &policies {
+        if slot.scope_hash != 0 {
+            found.push((
+                *slot,
+                slot.scope_hash,
+                slot.buckets,
+                slot.paced_statements,
+                slot.pace_wait_micros,
+            ));
+            continue;
+        }
+        // A template policy: one row per value with a bucket.
+        for v in shm.values().iter().filter(|v| {
+            v.used
+                && v.dboid == dboid
+                && v.policy_id == slot.policy_id
+                && v.incarnation == slot.incarnation
+        }) {
+            found.push((
+                *slot,
+                v.value_hash,
+                v.buckets,
+                v.paced_statements,
+                v.pace_wait_micros,
+            ));
+        }
+    }
+    let mut rows = Vec::with_capacity(found.len());
+    for (slot, hash, mut b, paced, pace_wait) in found {
         b.enforcement.refill(b.limits, now);
-        let last_ms = i64::try_from(b.enforcement.last_refill_micros()).unwrap_or(i64::MAX) / 1000
-            + 946_684_800_000;
-        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let waiting = shm
+            .waiters()
+            .iter()
+            .filter(|w| {
+                w.used
+                    && w.dboid == dboid
+                    && w.policy_id == slot.policy_id
+                    && (w.value_hash == 0 || w.value_hash == hash)
+            })
+            .count() as i64;
+        let value = shm
+            .names()
+            .iter()
+            .find(|n| n.used && n.scope_kind == slot.scope_kind && n.scope_hash == hash)
+            .map(|n| n.value());
         rows.push((
             slot.policy_id,
-            slot.scope_hash,
+            hash,
             i(b.enforcement.available()),
             i(b.limits.burst),
             i(b.limits.rate_per_sec),
             i(b.enforcement.debt()),
-            last_ms,
+            ms(b.enforcement.last_refill_micros()),
             Mode::from_code(slot.mode)
                 .map_or("unknown", Mode::as_str)
                 .to_string(),
-            i(slot.paced_statements),
-            i(slot.pace_wait_micros / 1000),
-            0,
+            i(paced),
+            i(pace_wait / 1000),
+            waiting,
+            value,
         ));
     }
-    for row in &mut rows {
-        row.10 = shm
-            .waiters()
-            .iter()
-            .filter(|w| w.used && w.dboid == dboid && w.policy_id == row.0)
-            .count() as i64;
-    }
     drop(shm);
-    rows.sort_by_key(|r| r.0);
+    rows.sort_by_key(|r| (r.0, r.1));
     TableIterator::new(rows)
 }
 

@@ -25,6 +25,7 @@ static SHMEM_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static RECENT_DECISION_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static PROFILE_CACHE_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static BUDGET_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
+static TEMPLATE_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static QUEUE_YIELDS_TO_LOCK_WAITERS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static TENANT: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(None);
@@ -156,6 +157,11 @@ pub fn init(preloaded: bool) {
             &BUDGET_BUCKET_CAPACITY,
             c"Capacity for enforcement budget buckets; -1 inherits pwb.shmem_capacity.",
         ),
+        (
+            c"pwb.template_bucket_capacity",
+            &TEMPLATE_BUCKET_CAPACITY,
+            c"Capacity for the per-value buckets of template policies (all databases); -1 inherits pwb.shmem_capacity.",
+        ),
     ] {
         GucRegistry::define_int_guc(
             name,
@@ -233,6 +239,7 @@ pub struct Capacities {
     pub decisions: usize,
     pub profiles: usize,
     pub buckets: usize,
+    pub template_buckets: usize,
     pub scope_names: usize,
 }
 
@@ -246,6 +253,7 @@ pub fn capacities() -> Capacities {
         decisions: pick(&RECENT_DECISION_CAPACITY),
         profiles: pick(&PROFILE_CACHE_CAPACITY),
         buckets: pick(&BUDGET_BUCKET_CAPACITY),
+        template_buckets: pick(&TEMPLATE_BUCKET_CAPACITY),
         scope_names: usize::try_from(base).unwrap_or(1),
     }
 }

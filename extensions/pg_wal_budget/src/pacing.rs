@@ -27,8 +27,8 @@ pub static PACE_WAIT: WaitEvent = WaitEvent::new(c"WalBudgetPace");
 #[derive(Debug, Clone, Copy)]
 pub struct Paced {
     pub marker: usize,
-    /// (slot index, policy id) of its policy.
-    pub policy: (usize, i32),
+    /// Its bucket.
+    pub policy: crate::types::BucketRef,
     pub dboid: u32,
     pub chunk: u64,
     /// The WAL counter when it started.
@@ -124,7 +124,8 @@ pub fn reserve_more(wal_now: u64) -> u64 {
         let Some(mut shm) = lock_current() else {
             return u64::MAX;
         };
-        let Some(index) = shm.policy_slot_index(paced.policy, paced.dboid) else {
+        let policy = (paced.policy.slot, paced.policy.policy_id);
+        let Some(index) = shm.policy_slot_index(policy, paced.dboid) else {
             drop(shm);
             stop();
             return u64::MAX;
@@ -134,30 +135,25 @@ pub fn reserve_more(wal_now: u64) -> u64 {
             stop();
             return u64::MAX;
         }
-        let policy_id = paced.policy.1;
+        let key = queue::LineKey::of(paced.policy);
         let now = process::now();
-        let sleep_micros = if !queue::is_first(&mut shm, paced.dboid, policy_id, line.ticket()) {
-            line.join_for_chunk(&mut shm, paced.dboid, policy_id, paced.chunk, now.epoch_ms);
+        let sleep_micros = if !queue::is_first(&mut shm, paced.dboid, key, line.ticket()) {
+            line.join_for_chunk(&mut shm, paced.dboid, key, paced.chunk, now.epoch_ms);
             queue::NOT_FIRST_SLEEP_MS * 1000
         } else {
-            match shm.policies()[index]
-                .buckets
-                .admit(Mode::Pace, paced.chunk, now.micros)
-                .admission
-            {
+            let Some(buckets) = shm.buckets(paced.policy, paced.dboid) else {
+                drop(shm);
+                stop();
+                return u64::MAX;
+            };
+            match buckets.admit(Mode::Pace, paced.chunk, now.micros).admission {
                 Admission::Admit { charged, .. } => {
                     paced.reserved = paced.reserved.saturating_add(charged);
                     session::add_charged(paced.marker, charged);
                     0
                 }
                 Admission::Wait { wait_micros } => {
-                    line.join_for_chunk(
-                        &mut shm,
-                        paced.dboid,
-                        policy_id,
-                        paced.chunk,
-                        now.epoch_ms,
-                    );
+                    line.join_for_chunk(&mut shm, paced.dboid, key, paced.chunk, now.epoch_ms);
                     wait_micros
                 }
                 Admission::Reject { .. } => 0,
@@ -177,9 +173,7 @@ pub fn reserve_more(wal_now: u64) -> u64 {
     {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         shm.counters().pace_wait_micros = shm.counters().pace_wait_micros.saturating_add(micros);
-        if let Some(slot) = shm.policy_slot(paced.policy, paced.dboid) {
-            slot.pace_wait_micros = slot.pace_wait_micros.saturating_add(micros);
-        }
+        shm.count_pacing(paced.policy, paced.dboid, 0, micros);
     }
     PACED.set(Some(paced));
     LIMIT.store(paced.limit(), Ordering::Relaxed);

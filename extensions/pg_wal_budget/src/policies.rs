@@ -21,7 +21,8 @@ struct Row {
     enabled: bool,
     mode: Mode,
     kind: ScopeKind,
-    value: String,
+    /// None: a template policy.
+    value: Option<String>,
     rate: u64,
     burst: u64,
     priority: i32,
@@ -83,13 +84,13 @@ fn select_rows(client: &pgrx::spi::SpiClient<'_>) -> Result<Vec<Row>, pgrx::spi:
     )?;
     let mut rows = Vec::new();
     for row in table {
-        let (Some(id), Some(kind), Some(value)) = (
+        let (Some(id), Some(kind)) = (
             row.get::<i32>(1)?,
             row.get::<String>(4)?.and_then(|k| ScopeKind::parse(&k)),
-            row.get::<String>(5)?,
         ) else {
             continue;
         };
+        let value = row.get::<String>(5)?;
         let Some(mode) = row.get::<String>(3)?.and_then(|m| Mode::parse(&m)) else {
             continue;
         };
@@ -128,6 +129,13 @@ pub fn release_database_slots(dboid: u32) {
         .filter(|s| s.used && s.dboid == dboid)
     {
         slot.used = false;
+    }
+    for value in shm
+        .values()
+        .iter_mut()
+        .filter(|v| v.used && v.dboid == dboid)
+    {
+        value.used = false;
     }
 }
 
@@ -173,7 +181,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
             rate_per_sec: row.rate,
             burst: row.burst,
         };
-        let hash = scope_hash(row.kind, &row.value);
+        let hash = row.value.as_deref().map_or(0, |v| scope_hash(row.kind, v));
         let existing = ours.get(&row.policy_id).copied();
         let index = existing
             .or_else(|| free.pop())
@@ -213,7 +221,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 mode: row.mode,
                 scope_kind: row.kind,
                 scope_hash: hash,
-                template: false,
+                template: row.value.is_none(),
                 priority: row.priority,
                 rate: row.rate,
                 burst: row.burst,

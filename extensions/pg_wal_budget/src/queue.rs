@@ -31,27 +31,30 @@ pub struct Place {
     pub ticket: u64,
     dboid: u32,
     policy_id: i32,
+    value_hash: i64,
 }
 
 impl Place {
-    /// Gets in line (or stays in its place) under `policy_id` of `dboid`.
+    /// Gets in line (or stays in its place) for bucket `key` of `dboid`.
     pub fn join(
         shm: &mut Locked,
         kind: WaitKind,
         dboid: u32,
-        policy_id: i32,
+        key: LineKey,
         wanted: u64,
         now_epoch_ms: i64,
     ) -> Place {
+        let LineKey(policy_id, value_hash) = key;
         let pid = process::my_pid();
         if let Some(w) = shm.waiters().iter_mut().find(|w| w.used && w.pid == pid) {
             w.kind = kind.code();
             w.wanted = wanted;
-            if w.dboid == dboid && w.policy_id == policy_id {
+            if w.dboid == dboid && w.policy_id == policy_id && w.value_hash == value_hash {
                 return Place {
                     ticket: w.ticket,
                     dboid,
                     policy_id,
+                    value_hash,
                 };
             }
         }
@@ -64,6 +67,7 @@ impl Place {
                 pid,
                 dboid,
                 policy_id,
+                value_hash,
                 ticket,
                 since_epoch_ms: now_epoch_ms,
                 wanted,
@@ -74,6 +78,7 @@ impl Place {
             ticket,
             dboid,
             policy_id,
+            value_hash,
         }
     }
 
@@ -81,7 +86,7 @@ impl Place {
     /// the lock is released.
     pub fn leave(self, shm: &mut Locked) -> Option<i32> {
         leave_all(shm, process::my_pid());
-        first_in_line(shm, self.dboid, self.policy_id)
+        first_in_line(shm, self.dboid, LineKey(self.policy_id, self.value_hash))
     }
 }
 
@@ -111,18 +116,11 @@ impl Line {
         shm: &mut Locked,
         kind: WaitKind,
         dboid: u32,
-        policy_id: i32,
+        key: LineKey,
         wanted: u64,
         now_epoch_ms: i64,
     ) -> bool {
-        self.place = Some(Place::join(
-            shm,
-            kind,
-            dboid,
-            policy_id,
-            wanted,
-            now_epoch_ms,
-        ));
+        self.place = Some(Place::join(shm, kind, dboid, key, wanted, now_epoch_ms));
         !std::mem::replace(&mut self.recorded, true)
     }
 
@@ -131,11 +129,11 @@ impl Line {
         &mut self,
         shm: &mut Locked,
         dboid: u32,
-        policy_id: i32,
+        key: LineKey,
         chunk: u64,
         now_epoch_ms: i64,
     ) {
-        self.join(shm, WaitKind::Pace, dboid, policy_id, chunk, now_epoch_ms);
+        self.join(shm, WaitKind::Pace, dboid, key, chunk, now_epoch_ms);
     }
 
     /// Leaves the line under the caller's lock; returns whom to wake.
@@ -161,14 +159,31 @@ pub fn leave_all(shm: &mut Locked, pid: i32) {
     }
 }
 
-/// Whether a statement of `policy_id` in `dboid` holding `ticket` (None:
-/// not in line yet) is first in line: no other live waiter of the policy
-/// arrived before it. Waiters whose process is gone are removed.
-pub fn is_first(shm: &mut Locked, dboid: u32, policy_id: i32, ticket: Option<u64>) -> bool {
+/// Which line: a policy's, or one template value's (each value of a
+/// template policy has its own bucket, so its own line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineKey(pub i32, pub i64);
+
+impl LineKey {
+    pub fn of(bucket: crate::types::BucketRef) -> LineKey {
+        LineKey(bucket.policy_id, bucket.value_hash)
+    }
+}
+
+/// Whether a statement of line `key` in `dboid` holding `ticket` (None: not
+/// in line yet) is first in line: no other live waiter of the line arrived
+/// before it. Waiters whose process is gone are removed.
+pub fn is_first(shm: &mut Locked, dboid: u32, key: LineKey, ticket: Option<u64>) -> bool {
+    let LineKey(policy_id, value_hash) = key;
     let me = process::my_pid();
     let mut first = true;
     for w in shm.waiters().iter_mut() {
-        if !w.used || w.dboid != dboid || w.policy_id != policy_id || w.pid == me {
+        if !w.used
+            || w.dboid != dboid
+            || w.policy_id != policy_id
+            || w.value_hash != value_hash
+            || w.pid == me
+        {
             continue;
         }
         if ticket.is_some_and(|t| w.ticket > t) {
@@ -183,11 +198,14 @@ pub fn is_first(shm: &mut Locked, dboid: u32, policy_id: i32, ticket: Option<u64
     first
 }
 
-/// The pid of the first waiter in line for `policy_id` of `dboid`.
-pub fn first_in_line(shm: &mut Locked, dboid: u32, policy_id: i32) -> Option<i32> {
+/// The pid of the first waiter of line `key` in `dboid`.
+pub fn first_in_line(shm: &mut Locked, dboid: u32, key: LineKey) -> Option<i32> {
+    let LineKey(policy_id, value_hash) = key;
     shm.waiters()
         .iter()
-        .filter(|w| w.used && w.dboid == dboid && w.policy_id == policy_id)
+        .filter(|w| {
+            w.used && w.dboid == dboid && w.policy_id == policy_id && w.value_hash == value_hash
+        })
         .min_by_key(|w| w.ticket)
         .map(|w| w.pid)
 }
@@ -212,15 +230,15 @@ pub fn wake(pids: impl IntoIterator<Item = i32>) {
 pub fn leave_at_exit() {
     let first = shmem::lock().map(|mut shm| {
         let pid = process::my_pid();
-        let mine: Vec<(u32, i32)> = shm
+        let mine: Vec<(u32, LineKey)> = shm
             .waiters()
             .iter()
             .filter(|w| w.used && w.pid == pid)
-            .map(|w| (w.dboid, w.policy_id))
+            .map(|w| (w.dboid, LineKey(w.policy_id, w.value_hash)))
             .collect();
         leave_all(&mut shm, pid);
         mine.into_iter()
-            .filter_map(|(db, id)| first_in_line(&mut shm, db, id))
+            .filter_map(|(db, key)| first_in_line(&mut shm, db, key))
             .collect::<Vec<_>>()
     });
     wake(first.unwrap_or_default());

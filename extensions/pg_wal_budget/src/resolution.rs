@@ -82,5 +82,6 @@ fn match_policy(policies: &[CachedPolicy], scopes: &[Scope]) -> Option<Matched> 
         scope_value: scope.value.clone(),
         scope_hash: scope.hash,
         slot: cached.slot,
+        template: key.template,
     })
 }

@@ -104,9 +104,20 @@ pub fn end_transaction() {
 }
 
 fn charge_debt(shm: &mut Locked, tail: Tail, written: u64) {
+    let mut bucket = tail.policy;
+    if bucket.value_hash != 0 && shm.buckets(bucket, tail.dboid).is_none() {
+        // A template value without a bucket yet (its first statement was
+        // not admitted): make it.
+        let now = process::now_micros();
+        if let Some(index) = shm.policy_slot_index((bucket.slot, bucket.policy_id), tail.dboid)
+            && let Some(made) = shm.value_bucket(index, bucket.value_hash, now)
+        {
+            bucket = made;
+        }
+    }
     let debt_added = shm
-        .policy_slot(tail.policy, tail.dboid)
-        .and_then(|slot| slot.buckets.settle(tail.ledger, 0, written))
+        .buckets(bucket, tail.dboid)
+        .and_then(|b| b.settle(tail.ledger, 0, written))
         .map_or(0, |(r, _)| r.debt_added);
     if tail.ledger == Ledger::Enforcement {
         let c = shm.counters();
@@ -135,13 +146,13 @@ fn settle(entry: Entry, wal_end: u64, completed: bool) {
     let mut after = None;
     let mut wake = None;
     if let Some(policy) = entry.policy
-        && let Some(slot) = shm.policy_slot(policy, entry.dboid)
-        && let Some((r, available)) = slot.buckets.settle(entry.ledger, entry.charged, actual)
+        && let Some(buckets) = shm.buckets(policy, entry.dboid)
+        && let Some((r, available)) = buckets.settle(entry.ledger, entry.charged, actual)
     {
         after = Some(available);
         if r.refunded > 0 {
-            // Budget came back: the first waiter of the policy may fit now.
-            wake = queue::first_in_line(&mut shm, entry.dboid, policy.1);
+            // Budget came back: the first waiter of the line may fit now.
+            wake = queue::first_in_line(&mut shm, entry.dboid, queue::LineKey::of(policy));
         }
         if entry.ledger == Ledger::Enforcement {
             let c = shm.counters();
@@ -210,10 +221,10 @@ fn write_uncharged(shm: &mut Locked, measured: &Measured, now: Now) {
     .predicted(predicted)
     .actual(*actual);
     if let Some(policy) = entry.policy
-        && let Some(slot) = shm.policy_slot(policy, entry.dboid)
+        && let Some(buckets) = shm.buckets(policy, entry.dboid)
     {
         // Read without refilling: observe mode never writes the bucket.
-        let level = slot.buckets.level_at(now.micros);
+        let level = buckets.level_at(now.micros);
         decision = decision.levels(level, level);
     }
     shm.push_decision(decision.into_slot());

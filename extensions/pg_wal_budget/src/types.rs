@@ -16,20 +16,58 @@ pub struct CachedPolicy {
     pub slot: Option<usize>,
 }
 
+/// Which bucket a statement is charged to: a policy's own, or, for a
+/// template policy, the bucket of the one value the statement belongs to.
+/// The slot indexes are hints (where the bucket was last seen); the ids are
+/// checked on every use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketRef {
+    pub slot: usize,
+    pub policy_id: i32,
+    /// For a template policy: the value's scope hash (never 0); 0 for a
+    /// policy's own bucket.
+    pub value_hash: i64,
+    pub value_slot: usize,
+}
+
+impl BucketRef {
+    pub fn policy(slot: usize, policy_id: i32) -> BucketRef {
+        BucketRef {
+            slot,
+            policy_id,
+            value_hash: 0,
+            value_slot: 0,
+        }
+    }
+}
+
 /// A policy as matched for one statement.
 #[derive(Debug, Clone)]
 pub struct Matched {
     pub policy_id: i32,
     pub mode: Mode,
     pub scope_kind: ScopeKind,
+    /// The value the statement matched through (for a template policy, the
+    /// statement's own value).
     pub scope_value: String,
     pub scope_hash: i64,
     pub slot: Option<usize>,
+    /// A template policy: each value has its own bucket.
+    pub template: bool,
 }
 
 impl Matched {
     pub fn describe(&self) -> String {
-        format!("{} \"{}\"", self.scope_kind.as_str(), self.scope_value)
+        let template = if self.template {
+            ", template policy"
+        } else {
+            ""
+        };
+        format!(
+            "{} \"{}\"{template}",
+            self.scope_kind.as_str(),
+            self.scope_value
+        )
     }
 
     /// Whether a statement governed by this policy charges a bucket up
@@ -103,8 +141,8 @@ pub struct Entry {
     pub charged: u64,
     /// Which bucket of the governing policy the measured WAL is settled in.
     pub ledger: Ledger,
-    /// (slot index, policy id) of the governing policy.
-    pub policy: Option<(usize, i32)>,
+    /// The bucket of the governing policy.
+    pub policy: Option<BucketRef>,
     pub dboid: u32,
     pub profile_scope: i64,
     pub query_id: i64,
@@ -136,8 +174,8 @@ pub struct Measured {
 /// logical messages).
 #[derive(Debug, Clone, Copy)]
 pub struct Tail {
-    /// (slot index, policy id) of the policy charged.
-    pub policy: (usize, i32),
+    /// The bucket charged.
+    pub policy: BucketRef,
     pub dboid: u32,
     pub ledger: Ledger,
     /// The backend's WAL counter from which WAL is unaccounted for.

@@ -75,24 +75,14 @@ pub fn parse_mode(raw: Option<&str>) -> Result<Mode, ArgError> {
     })
 }
 
-/// Validates a scope value: trimmed, non-empty, at most
-/// [`MAX_SCOPE_VALUE_BYTES`] bytes.
-pub fn parse_scope_value(raw: Option<&str>) -> Result<String, ArgError> {
-    let raw = raw.ok_or_else(|| {
-        arg_error(
-            "scope_value must not be null",
-            "scope_value is NULL.".into(),
-            "Pass the tenant, role, database or application name the policy applies to.",
-        )
-    })?;
-    let value = raw.trim();
-    if value.is_empty() {
-        return Err(arg_error(
-            "scope_value must not be empty",
-            "scope_value is empty after trimming whitespace.".into(),
-            "Pass the tenant, role, database or application name the policy applies to.",
-        ));
-    }
+/// Validates and normalises a scope value: trimmed, at most 256 bytes.
+/// NULL, empty or blank means a template policy (`Ok(None)`): it applies to
+/// every value of its scope kind, each value with its own bucket.
+pub fn parse_scope_value(raw: Option<&str>) -> Result<Option<String>, ArgError> {
+    let Some(value) = raw.map(str::trim).filter(|v| !v.is_empty()) else {
+        // No value: a template policy, for every value of its kind.
+        return Ok(None);
+    };
     if value.len() > MAX_SCOPE_VALUE_BYTES {
         return Err(arg_error(
             "scope_value is too long",
@@ -103,7 +93,7 @@ pub fn parse_scope_value(raw: Option<&str>) -> Result<String, ArgError> {
             "Use a shorter scope value.",
         ));
     }
-    Ok(value.to_string())
+    Ok(Some(value.to_string()))
 }
 
 /// Validates rate and burst: rate > 0, burst >= rate.
@@ -498,7 +488,16 @@ mod tests {
     fn arguments_are_trimmed_and_lowercased() {
         assert_eq!(parse_scope_kind(Some("  ROLE ")), Ok(ScopeKind::Role));
         assert_eq!(parse_mode(Some(" Queue\t")), Ok(Mode::Queue));
-        assert_eq!(parse_scope_value(Some("  alice ")), Ok("alice".into()));
+        assert_eq!(
+            parse_scope_value(Some("  alice ")),
+            Ok(Some("alice".into()))
+        );
+        assert_eq!(
+            parse_scope_value(Some("   ")),
+            Ok(None),
+            "blank: a template"
+        );
+        assert_eq!(parse_scope_value(None), Ok(None), "NULL: a template");
     }
 
     #[test]
@@ -507,7 +506,6 @@ mod tests {
         assert!(e.detail.contains("user"));
         assert!(parse_mode(Some("block")).is_err());
         assert!(parse_mode(None).is_err());
-        assert!(parse_scope_value(Some("   ")).is_err());
         assert!(parse_scope_value(Some(&"x".repeat(MAX_SCOPE_VALUE_BYTES + 1))).is_err());
         assert!(parse_scope_value(Some(&"x".repeat(MAX_SCOPE_VALUE_BYTES))).is_ok());
         assert!(validate_limits(Some(0), Some(10)).is_err());

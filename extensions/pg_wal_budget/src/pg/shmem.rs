@@ -7,6 +7,7 @@
 //! that derefs to safe slices.
 use super::unguarded;
 use crate::guc;
+use crate::types::BucketRef;
 use governance::budget::buckets::PolicyBuckets;
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,6 +114,34 @@ pub struct DecisionSlot {
     pub available_after: i64,
 }
 
+/// The bucket of one value of a template policy ("every tenant may write
+/// 1 MiB/s": one of these per tenant), made on the value's first statement
+/// and reused once it is idle (full, without debt: then it is no different
+/// from a new one).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ValueSlot {
+    pub used: bool,
+    pub dboid: u32,
+    pub policy_id: i32,
+    /// The template row's incarnation (see `PolicySlot::incarnation`).
+    pub incarnation: i64,
+    pub value_hash: i64,
+    pub buckets: PolicyBuckets,
+    pub paced_statements: u64,
+    pub pace_wait_micros: u64,
+}
+
+impl ValueSlot {
+    fn idle(&self, now_micros: u64) -> bool {
+        let b = &self.buckets;
+        b.enforcement.debt() == 0
+            && b.shadow.debt() == 0
+            && b.enforcement.available_at(b.limits, now_micros) >= b.limits.burst
+            && b.shadow.available_at(b.limits, now_micros) >= b.limits.burst
+    }
+}
+
 /// A statement waiting for budget: queued (before it runs) or paced (while
 /// it runs), in arrival order per policy (`ticket`).
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +153,8 @@ pub struct WaiterSlot {
     pub pid: i32,
     pub dboid: u32,
     pub policy_id: i32,
+    /// The template value it waits under (0: the policy's own bucket).
+    pub value_hash: i64,
     pub ticket: u64,
     pub since_epoch_ms: i64,
     /// Bytes it waits for (its prediction, or a paced chunk).
@@ -172,6 +203,7 @@ struct Layout {
     profiles_off: usize,
     decisions_off: usize,
     names_off: usize,
+    values_off: usize,
     waiters_off: usize,
     waiters: usize,
     total: usize,
@@ -187,7 +219,8 @@ fn layout() -> Layout {
     let profiles_off = align(buckets_off + caps.buckets * size_of::<PolicySlot>());
     let decisions_off = align(profiles_off + caps.profiles * size_of::<ProfileSlot>());
     let names_off = align(decisions_off + caps.decisions * size_of::<DecisionSlot>());
-    let waiters_off = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    let values_off = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    let waiters_off = align(values_off + caps.template_buckets * size_of::<ValueSlot>());
     // One waiter slot per backend: a backend waits for one statement at a
     // time. MaxBackends is set before shared memory is requested.
     // SAFETY: a plain global, set by the postmaster before it requests
@@ -202,6 +235,7 @@ fn layout() -> Layout {
         profiles_off,
         decisions_off,
         names_off,
+        values_off,
         waiters_off,
         waiters,
         total,
@@ -408,6 +442,118 @@ impl Locked {
     pub fn names(&mut self) -> &mut [ScopeNameSlot] {
         let l = self.shared.layout;
         self.slice(l.names_off, l.caps.scope_names)
+    }
+
+    pub fn values(&mut self) -> &mut [ValueSlot] {
+        let l = self.shared.layout;
+        self.slice(l.values_off, l.caps.template_buckets)
+    }
+
+    /// The buckets `bref` names in database `dboid`: a policy's own, or a
+    /// template value's (whose limits follow the template's).
+    pub fn buckets(&mut self, bref: BucketRef, dboid: u32) -> Option<&mut PolicyBuckets> {
+        if bref.value_hash == 0 {
+            return self
+                .policy_slot((bref.slot, bref.policy_id), dboid)
+                .map(|s| &mut s.buckets);
+        }
+        let index = self.value_index(bref, dboid)?;
+        Some(&mut self.values()[index].buckets)
+    }
+
+    /// Counts a paced statement, or time spent pacing, for the bucket
+    /// `bref` names and its policy.
+    pub fn count_pacing(&mut self, bref: BucketRef, dboid: u32, statements: u64, wait_micros: u64) {
+        if let Some(slot) = self.policy_slot((bref.slot, bref.policy_id), dboid) {
+            slot.paced_statements = slot.paced_statements.saturating_add(statements);
+            slot.pace_wait_micros = slot.pace_wait_micros.saturating_add(wait_micros);
+        }
+        if bref.value_hash != 0
+            && let Some(index) = self.value_index(bref, dboid)
+        {
+            let v = &mut self.values()[index];
+            v.paced_statements = v.paced_statements.saturating_add(statements);
+            v.pace_wait_micros = v.pace_wait_micros.saturating_add(wait_micros);
+        }
+    }
+
+    fn value_index(&mut self, bref: BucketRef, dboid: u32) -> Option<usize> {
+        let holds = |v: &ValueSlot| {
+            v.used
+                && v.dboid == dboid
+                && v.policy_id == bref.policy_id
+                && v.value_hash == bref.value_hash
+        };
+        let values = self.values();
+        if values.get(bref.value_slot).is_some_and(holds) {
+            return Some(bref.value_slot);
+        }
+        values.iter().position(holds)
+    }
+
+    /// The bucket of `value_hash` under the template policy in slot
+    /// `policy_index`: found, or made full (taking a free slot, or an idle
+    /// one, in the value's probe window). None when every slot there is
+    /// busy: the table is full.
+    pub fn value_bucket(
+        &mut self,
+        policy_index: usize,
+        value_hash: i64,
+        now_micros: u64,
+    ) -> Option<BucketRef> {
+        let policy = self.policies()[policy_index];
+        let values = self.values();
+        let len = values.len();
+        if len == 0 {
+            return None;
+        }
+        let start = (mix(
+            i64::from(policy.policy_id) ^ i64::from(policy.dboid),
+            value_hash,
+        ) % len as u64) as usize;
+        let mut vacant = None;
+        for i in 0..PROBE.min(len) {
+            let index = (start + i) % len;
+            let v = &mut values[index];
+            if v.used
+                && v.dboid == policy.dboid
+                && v.policy_id == policy.policy_id
+                && v.value_hash == value_hash
+            {
+                if v.incarnation != policy.incarnation {
+                    v.incarnation = policy.incarnation;
+                    v.buckets = PolicyBuckets::fresh(policy.buckets.limits, now_micros);
+                } else {
+                    v.buckets.change_limits(policy.buckets.limits, now_micros);
+                }
+                return Some(BucketRef {
+                    slot: policy_index,
+                    policy_id: policy.policy_id,
+                    value_hash,
+                    value_slot: index,
+                });
+            }
+            if vacant.is_none() && (!v.used || v.idle(now_micros)) {
+                vacant = Some(index);
+            }
+        }
+        let index = vacant?;
+        values[index] = ValueSlot {
+            used: true,
+            dboid: policy.dboid,
+            policy_id: policy.policy_id,
+            incarnation: policy.incarnation,
+            value_hash,
+            buckets: PolicyBuckets::fresh(policy.buckets.limits, now_micros),
+            paced_statements: 0,
+            pace_wait_micros: 0,
+        };
+        Some(BucketRef {
+            slot: policy_index,
+            policy_id: policy.policy_id,
+            value_hash,
+            value_slot: index,
+        })
     }
 
     pub fn waiters(&mut self) -> &mut [WaiterSlot] {

@@ -22,6 +22,8 @@
 //! - [`guc`]: reading a setting without pgrx's per-read thread check, and
 //!   reserving a prefix.
 //! - [`time`]: the server clock and the Unix epoch.
+//! - [`spi`]: read-only queries that assign no transaction id (they work on
+//!   a hot standby).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` line; the extensions allow
 //! `unsafe` only in their own `src/pg/` folder.
@@ -33,6 +35,7 @@ pub mod hook;
 pub mod local;
 pub mod privileged;
 pub mod roles;
+pub mod spi;
 pub mod subxact;
 pub mod time;
 pub mod wait;

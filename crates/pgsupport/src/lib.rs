@@ -22,6 +22,8 @@
 //! - [`guc`]: reading a setting without pgrx's per-read thread check, and
 //!   reserving a prefix.
 //! - [`time`]: the server clock and the Unix epoch.
+//! - [`prometheus`]: the Prometheus text exposition every `metrics()`
+//!   function returns.
 //! - [`spi`]: read-only queries that assign no transaction id (they work on
 //!   a hot standby).
 //!
@@ -34,6 +36,7 @@ pub mod guc;
 pub mod hook;
 pub mod local;
 pub mod privileged;
+pub mod prometheus;
 pub mod roles;
 pub mod spi;
 pub mod subxact;

@@ -19,7 +19,8 @@ ALTER TABLE pwb.policy DROP CONSTRAINT policy_mode_check;
 ALTER TABLE pwb.policy ADD CONSTRAINT policy_mode_check
     CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject', 'pace'));
 
--- Telemetry: counters() and scope_stats() gain columns; waits() is new.
+-- Telemetry: counters() and scope_stats() gain columns; waits() and
+-- metrics() are new.
 DROP FUNCTION pwb.counters();
 DROP FUNCTION pwb.scope_stats();
 CREATE FUNCTION pwb.counters() RETURNS TABLE (
@@ -75,8 +76,14 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'waits_wrapper';
 
-REVOKE EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits() TO pwb_monitor;
+CREATE FUNCTION pwb.metrics() RETURNS TEXT
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'metrics_wrapper';
+
+REVOKE EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits(), pwb.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pwb.counters(), pwb.scope_stats(), pwb.waits(), pwb.metrics() TO pwb_monitor;
+GRANT EXECUTE ON FUNCTION pwb.metrics() TO pg_monitor;
 
 -- Template policies (a NULL scope_value: every value of the kind, each with
 -- its own bucket), and the precedence view lists disabled policies too.

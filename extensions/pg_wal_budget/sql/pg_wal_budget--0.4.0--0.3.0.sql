@@ -22,6 +22,7 @@ ALTER TABLE pwb.policy ADD CONSTRAINT policy_mode_check
     CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject'));
 
 DROP FUNCTION pwb.waits();
+DROP FUNCTION pwb.metrics();
 DROP FUNCTION pwb.counters();
 DROP FUNCTION pwb.scope_stats();
 CREATE FUNCTION pwb.counters() RETURNS TABLE (

@@ -421,6 +421,7 @@ fn attempt(
             .buckets(bucket, dboid)
             .map_or(0, |b| b.enforcement.available());
         if line.join(shm, kind, dboid, line_key, amount, now.epoch_ms) {
+            shm.count(bucket, dboid, |s| s.queued += 1);
             shm.push_decision(
                 decision
                     .levels(level, level)
@@ -457,8 +458,14 @@ fn attempt(
             shm.counters().accepted_statements += 1;
             if paced {
                 shm.counters().paced_statements += 1;
-                shm.count_pacing(bucket, dboid, 1, 0);
             }
+            let waited = line.waited_micros();
+            shm.count(bucket, dboid, |s| {
+                s.accepted += 1;
+                s.paced += u64::from(paced);
+                s.predicted_bytes = s.predicted_bytes.saturating_add(predicted);
+                s.queue_wait_micros = s.queue_wait_micros.saturating_add(waited);
+            });
             entry.decision_seq = shm.push_decision(decision.outcome(kind, reason).into_slot());
             entry.charged = charged;
             entry.ledger = m.ledger();
@@ -470,6 +477,7 @@ fn attempt(
         }
         Admission::Reject { reason } => {
             shm.counters().rejected_statements += 1;
+            shm.count(bucket, dboid, |s| s.rejected += 1);
             shm.push_decision(decision.outcome(DecisionKind::Rejected, reason).into_slot());
             Step::Refused(Refusal::Budget {
                 policy_id: m.policy_id,
@@ -483,6 +491,7 @@ fn attempt(
         }
         Admission::Wait { wait_micros } => {
             if line.join(shm, kind, dboid, line_key, amount, now.epoch_ms) {
+                shm.count(bucket, dboid, |s| s.queued += 1);
                 shm.push_decision(
                     decision
                         .outcome(DecisionKind::Queued, Reason::BudgetExceeded)

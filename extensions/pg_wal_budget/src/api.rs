@@ -286,13 +286,7 @@ fn scope_stats() -> TableIterator<
         .collect();
     for slot in &policies {
         if slot.scope_hash != 0 {
-            found.push((
-                *slot,
-                slot.scope_hash,
-                slot.buckets,
-                slot.paced_statements,
-                slot.pace_wait_micros,
-            ));
+            found.push((*slot, slot.scope_hash, slot.buckets, slot.stats));
             continue;
         }
         // A template policy: one row per value with a bucket.
@@ -302,17 +296,11 @@ fn scope_stats() -> TableIterator<
                 && v.policy_id == slot.policy_id
                 && v.incarnation == slot.incarnation
         }) {
-            found.push((
-                *slot,
-                v.value_hash,
-                v.buckets,
-                v.paced_statements,
-                v.pace_wait_micros,
-            ));
+            found.push((*slot, v.value_hash, v.buckets, v.stats));
         }
     }
     let mut rows = Vec::with_capacity(found.len());
-    for (slot, hash, mut b, paced, pace_wait) in found {
+    for (slot, hash, mut b, stats) in found {
         b.enforcement.refill(b.limits, now);
         let waiting = shm
             .waiters()
@@ -340,8 +328,8 @@ fn scope_stats() -> TableIterator<
             Mode::from_code(slot.mode)
                 .map_or("unknown", Mode::as_str)
                 .to_string(),
-            i(paced),
-            i(pace_wait / 1000),
+            i(stats.paced),
+            i(stats.pace_wait_micros / 1000),
             waiting,
             value,
         ));
@@ -537,6 +525,13 @@ fn waits() -> TableIterator<
         ));
     }
     TableIterator::new(rows)
+}
+
+/// Prometheus text exposition of pg_wal_budget's counters and per-policy
+/// gauges (see docs/monitoring.md).
+#[pg_extern(volatile, parallel_unsafe)]
+fn metrics() -> String {
+    crate::metrics::render().unwrap_or_else(|| errors::not_preloaded())
 }
 
 /// Resets counters, recent decisions and scope names.

@@ -18,6 +18,7 @@ mod api;
 mod decision;
 mod errors;
 mod guc;
+mod metrics;
 mod pacing;
 #[allow(unsafe_code)]
 mod pg;

@@ -173,7 +173,9 @@ pub fn reserve_more(wal_now: u64) -> u64 {
     {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         shm.counters().pace_wait_micros = shm.counters().pace_wait_micros.saturating_add(micros);
-        shm.count_pacing(paced.policy, paced.dboid, 0, micros);
+        shm.count(paced.policy, paced.dboid, |s| {
+            s.pace_wait_micros = s.pace_wait_micros.saturating_add(micros)
+        });
     }
     PACED.set(Some(paced));
     LIMIT.store(paced.limit(), Ordering::Relaxed);

@@ -196,8 +196,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 slot.buckets.change_limits(limits, now);
             } else {
                 slot.buckets = PolicyBuckets::fresh(limits, now);
-                slot.paced_statements = 0;
-                slot.pace_wait_micros = 0;
+                slot.stats = shmem::PolicyStats::default();
             }
             *slot = PolicySlot {
                 used: true,
@@ -210,8 +209,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 scope_hash: hash,
                 incarnation: row.incarnation,
                 buckets: slot.buckets,
-                paced_statements: slot.paced_statements,
-                pace_wait_micros: slot.pace_wait_micros,
+                stats: slot.stats,
             };
         }
         out.push(CachedPolicy {
@@ -226,6 +224,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 rate: row.rate,
                 burst: row.burst,
             },
+            scope_value: row.value.clone(),
             slot: index,
         });
     }

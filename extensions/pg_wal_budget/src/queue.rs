@@ -98,12 +98,21 @@ pub struct Line {
     place: Option<Place>,
     /// Whether its `queued` decision row was written.
     recorded: bool,
+    /// When it first got in line.
+    since: Option<std::time::Instant>,
 }
 
 impl Line {
     /// Whether its `queued` decision row was written.
     pub fn was_recorded(&self) -> bool {
         self.recorded
+    }
+
+    /// How long it has been in line (0 if it never was).
+    pub fn waited_micros(&self) -> u64 {
+        self.since.map_or(0, |t| {
+            u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+        })
     }
 
     pub fn ticket(&self) -> Option<u64> {
@@ -121,6 +130,7 @@ impl Line {
         now_epoch_ms: i64,
     ) -> bool {
         self.place = Some(Place::join(shm, kind, dboid, key, wanted, now_epoch_ms));
+        self.since.get_or_insert_with(std::time::Instant::now);
         !std::mem::replace(&mut self.recorded, true)
     }
 

@@ -272,6 +272,16 @@ pub fn count_policies_without_bucket() -> i64 {
     STATE.with(|s| s.policies.iter().filter(|p| p.slot.is_none()).count() as i64)
 }
 
+/// The scope value of each loaded specific policy, by policy id.
+pub fn policy_values() -> Vec<(i32, String)> {
+    STATE.with(|s| {
+        s.policies
+            .iter()
+            .filter_map(|p| p.scope_value.clone().map(|v| (p.key.policy_id, v)))
+            .collect()
+    })
+}
+
 /// The ids of the policies this backend has loaded.
 pub fn loaded_policy_ids() -> Vec<i32> {
     STATE.with(|s| s.policies.iter().map(|p| p.key.policy_id).collect())

@@ -174,6 +174,11 @@ fn settle(entry: Entry, wal_end: u64, completed: bool) {
             wal_mark: wal_end,
         });
     }
+    if let Some(policy) = entry.policy {
+        shm.count(policy, entry.dboid, |s| {
+            s.actual_bytes = s.actual_bytes.saturating_add(actual);
+        });
+    }
     if let Some(d) = shm.decision_mut(entry.decision_seq) {
         d.actual_wal_bytes = crate::decision::clamp_i64(actual);
         if let Some(a) = after {
@@ -226,6 +231,13 @@ fn write_uncharged(shm: &mut Locked, measured: &Measured, now: Now) {
         // Read without refilling: observe mode never writes the bucket.
         let level = buckets.level_at(now.micros);
         decision = decision.levels(level, level);
+    }
+    if let Some(policy) = entry.policy {
+        shm.count(policy, entry.dboid, |s| {
+            s.accepted += 1;
+            s.predicted_bytes = s.predicted_bytes.saturating_add(predicted);
+            s.actual_bytes = s.actual_bytes.saturating_add(*actual);
+        });
     }
     shm.push_decision(decision.into_slot());
     count_and_learn(shm, entry, predicted, *actual, *completed, now);

@@ -12,6 +12,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct CachedPolicy {
     pub key: PolicyKey,
+    /// None for a template policy.
+    pub scope_value: Option<String>,
     /// Where its buckets are in shared memory (None: the table was full).
     pub slot: Option<usize>,
 }

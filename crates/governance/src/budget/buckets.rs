@@ -82,6 +82,11 @@ impl PolicyBuckets {
         }
     }
 
+    /// The rate the buckets refill at (their limits' rate).
+    pub fn effective_rate(&self) -> u64 {
+        self.limits.rate_per_sec
+    }
+
     /// The enforcement bucket's level at `now_micros`, without writing it
     /// (observe mode reads, never writes).
     pub fn level_at(&self, now_micros: u64) -> u64 {

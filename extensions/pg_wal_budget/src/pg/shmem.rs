@@ -67,9 +67,24 @@ pub struct PolicySlot {
     /// new policy and starts with fresh buckets.
     pub incarnation: i64,
     pub buckets: PolicyBuckets,
-    /// Statements admitted in pace mode, and the time they spent waiting
-    /// for budget while they ran.
-    pub paced_statements: u64,
+    pub stats: PolicyStats,
+}
+
+/// What one policy (or one value of a template) saw: `pwb.scope_stats()`
+/// and `pwb.metrics()`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct PolicyStats {
+    pub accepted: u64,
+    pub queued: u64,
+    pub rejected: u64,
+    /// Statements admitted in pace mode.
+    pub paced: u64,
+    pub predicted_bytes: u64,
+    pub actual_bytes: u64,
+    /// Time queued statements waited before they ran, and paced statements
+    /// while they ran.
+    pub queue_wait_micros: u64,
     pub pace_wait_micros: u64,
 }
 
@@ -128,8 +143,7 @@ pub struct ValueSlot {
     pub incarnation: i64,
     pub value_hash: i64,
     pub buckets: PolicyBuckets,
-    pub paced_statements: u64,
-    pub pace_wait_micros: u64,
+    pub stats: PolicyStats,
 }
 
 impl ValueSlot {
@@ -461,19 +475,16 @@ impl Locked {
         Some(&mut self.values()[index].buckets)
     }
 
-    /// Counts a paced statement, or time spent pacing, for the bucket
-    /// `bref` names and its policy.
-    pub fn count_pacing(&mut self, bref: BucketRef, dboid: u32, statements: u64, wait_micros: u64) {
+    /// Counts into the statistics of the bucket `bref` names: its policy's,
+    /// and its template value's.
+    pub fn count(&mut self, bref: BucketRef, dboid: u32, mut add: impl FnMut(&mut PolicyStats)) {
         if let Some(slot) = self.policy_slot((bref.slot, bref.policy_id), dboid) {
-            slot.paced_statements = slot.paced_statements.saturating_add(statements);
-            slot.pace_wait_micros = slot.pace_wait_micros.saturating_add(wait_micros);
+            add(&mut slot.stats);
         }
         if bref.value_hash != 0
             && let Some(index) = self.value_index(bref, dboid)
         {
-            let v = &mut self.values()[index];
-            v.paced_statements = v.paced_statements.saturating_add(statements);
-            v.pace_wait_micros = v.pace_wait_micros.saturating_add(wait_micros);
+            add(&mut self.values()[index].stats);
         }
     }
 
@@ -545,8 +556,7 @@ impl Locked {
             incarnation: policy.incarnation,
             value_hash,
             buckets: PolicyBuckets::fresh(policy.buckets.limits, now_micros),
-            paced_statements: 0,
-            pace_wait_micros: 0,
+            stats: PolicyStats::default(),
         };
         Some(BucketRef {
             slot: policy_index,

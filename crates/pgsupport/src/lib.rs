@@ -13,6 +13,7 @@
 //!   wait event where the server supports them.
 //! - [`catalog`]: extension oids and schemas, the recovery state, reading a
 //!   catalog or table with a systable scan.
+//! - [`disk`]: free space on the filesystem holding `pg_wal`.
 //! - [`hook`]: saving a previous hook and installing ours.
 //! - [`exec_node`]: walking a started executor's plan-state tree and
 //!   replacing a node's `ExecProcNode` so EXPLAIN ANALYZE still counts it.
@@ -30,6 +31,7 @@
 //! Every `unsafe` block carries a `// SAFETY:` line; the extensions allow
 //! `unsafe` only in their own `src/pg/` folder.
 pub mod catalog;
+pub mod disk;
 pub mod error;
 pub mod exec_node;
 pub mod guc;

@@ -106,3 +106,34 @@ SELECT p.policy_id,
  ORDER BY p.priority DESC, (p.scope_value IS NULL), p.policy_id;
 
 GRANT SELECT ON pwb.active_policy_precedence TO pwb_monitor;
+
+-- Replica-lag and WAL-disk feedback: a per-policy exemption and what the
+-- worker sees.
+ALTER TABLE pwb.policy ADD COLUMN feedback_exempt boolean NOT NULL DEFAULT false;
+CREATE FUNCTION pwb.set_policy_feedback_exempt(
+    "policy_id" INT,
+    "exempt" bool
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_policy_feedback_exempt_wrapper';
+
+CREATE FUNCTION pwb.feedback() RETURNS TABLE (
+    "standby" TEXT,
+    "replay_lag_bytes" bigint,
+    "counted" bool,
+    "max_replica_lag_bytes" bigint,
+    "wal_disk_free_bytes" bigint,
+    "min_wal_disk_free_bytes" bigint,
+    "factor" double precision,
+    "limiting" TEXT,
+    "engaged_since_epoch_ms" bigint,
+    "updated_epoch_ms" bigint
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'feedback_wrapper';
+
+REVOKE EXECUTE ON FUNCTION pwb.set_policy_feedback_exempt(integer, boolean), pwb.feedback() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pwb.set_policy_feedback_exempt(integer, boolean) TO pwb_admin;
+GRANT EXECUTE ON FUNCTION pwb.feedback() TO pwb_monitor;

@@ -22,6 +22,9 @@ ALTER TABLE pwb.policy ADD CONSTRAINT policy_mode_check
     CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject'));
 
 DROP FUNCTION pwb.waits();
+DROP FUNCTION pwb.feedback();
+DROP FUNCTION pwb.set_policy_feedback_exempt(integer, boolean);
+ALTER TABLE pwb.policy DROP COLUMN feedback_exempt;
 DROP FUNCTION pwb.metrics();
 DROP FUNCTION pwb.counters();
 DROP FUNCTION pwb.scope_stats();

@@ -46,6 +46,8 @@ CREATE TABLE pwb.policy (
     priority integer NOT NULL DEFAULT 100,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    -- Not held back by replica-lag and WAL-disk feedback.
+    feedback_exempt boolean NOT NULL DEFAULT false,
     CONSTRAINT policy_mode_check
         CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject', 'pace')),
     CONSTRAINT policy_scope_kind_check

@@ -338,6 +338,26 @@ impl Refusal {
     }
 }
 
+/// A statement refused or made to wait for lack of budget while feedback
+/// holds its policy's rate down is recorded with feedback's reason.
+fn feedback_reason(shm: &mut Locked, bucket: BucketRef, dboid: u32, reason: Reason) -> Reason {
+    use governance::budget::feedback::Limiting;
+    if reason != Reason::BudgetExceeded {
+        return reason;
+    }
+    let scaled = shm
+        .buckets(bucket, dboid)
+        .is_some_and(|b| b.scale_ppm < governance::budget::buckets::FULL_SCALE);
+    if !scaled {
+        return reason;
+    }
+    match Limiting::from_code(shm.feedback().limiting) {
+        Limiting::ReplicaLag => Reason::ReplicaLagFeedback,
+        Limiting::WalDisk => Reason::WalDiskFeedback,
+        Limiting::None => reason,
+    }
+}
+
 /// One attempt under the lock: predict, keep arrival order (queue and pace
 /// wait behind earlier waiters of their policy), decide against the
 /// policy's bucket, record the decision (a waiting statement records
@@ -476,6 +496,7 @@ fn attempt(
             }
         }
         Admission::Reject { reason } => {
+            let reason = feedback_reason(shm, bucket, dboid, reason);
             shm.counters().rejected_statements += 1;
             shm.count(bucket, dboid, |s| s.rejected += 1);
             shm.push_decision(decision.outcome(DecisionKind::Rejected, reason).into_slot());
@@ -492,11 +513,8 @@ fn attempt(
         Admission::Wait { wait_micros } => {
             if line.join(shm, kind, dboid, line_key, amount, now.epoch_ms) {
                 shm.count(bucket, dboid, |s| s.queued += 1);
-                shm.push_decision(
-                    decision
-                        .outcome(DecisionKind::Queued, Reason::BudgetExceeded)
-                        .into_slot(),
-                );
+                let reason = feedback_reason(shm, bucket, dboid, Reason::BudgetExceeded);
+                shm.push_decision(decision.outcome(DecisionKind::Queued, reason).into_slot());
             }
             Step::Wait {
                 wait_micros,

@@ -156,6 +156,93 @@ fn disable_policy(policy_id: Option<i32>) {
     );
 }
 
+/// Exempts a policy from replica-lag and WAL-disk feedback (or subjects it
+/// to feedback again).
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_policy_feedback_exempt(policy_id: Option<i32>, exempt: Option<bool>) {
+    let id = ok(policy::validate_policy_id(policy_id));
+    let Some(exempt) = exempt else {
+        errors::bad_argument(policy::ArgError {
+            message: "exempt must not be null".into(),
+            detail: "exempt is NULL.".into(),
+            hint: "Pass true to exempt the policy from feedback, false to subject it again.".into(),
+        });
+    };
+    update_one(
+        "UPDATE pwb.policy SET feedback_exempt = $2, updated_at = pg_catalog.now() \
+         WHERE policy_id OPERATOR(pg_catalog.=) $1",
+        &[id.into(), exempt.into()],
+        id,
+    );
+}
+
+/// Replica-lag and WAL-disk feedback as pg_wal_budget's worker last saw it:
+/// one row per streaming standby (none: one row with NULL standby), with the
+/// free space on the WAL filesystem, the factor policies' rates are scaled
+/// by, and which limit holds it.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn feedback() -> TableIterator<
+    'static,
+    (
+        name!(standby, Option<String>),
+        name!(replay_lag_bytes, Option<i64>),
+        name!(counted, Option<bool>),
+        name!(max_replica_lag_bytes, i64),
+        name!(wal_disk_free_bytes, Option<i64>),
+        name!(min_wal_disk_free_bytes, i64),
+        name!(factor, f64),
+        name!(limiting, String),
+        name!(engaged_since_epoch_ms, Option<i64>),
+        name!(updated_epoch_ms, i64),
+    ),
+> {
+    let state = *require_shmem().feedback();
+    let lag_limit = i64::try_from(crate::guc::max_replica_lag_bytes()).unwrap_or(i64::MAX);
+    let floor = i64::try_from(crate::guc::min_wal_disk_free_bytes()).unwrap_or(i64::MAX);
+    let free = (state.wal_disk_free_bytes >= 0).then_some(state.wal_disk_free_bytes);
+    let factor = f64::from(state.factor_ppm) / f64::from(governance::budget::buckets::FULL_SCALE);
+    let limiting = governance::budget::feedback::Limiting::from_code(state.limiting)
+        .as_str()
+        .to_string();
+    let since = (state.engaged_since_epoch_ms > 0).then_some(state.engaged_since_epoch_ms);
+    let n = usize::try_from(state.n_standbys)
+        .unwrap_or(0)
+        .min(state.standbys.len());
+    let mut rows: Vec<_> = state.standbys[..n]
+        .iter()
+        .map(|s| {
+            (
+                Some(s.name()),
+                (s.lag_bytes >= 0).then_some(s.lag_bytes),
+                Some(s.counted),
+                lag_limit,
+                free,
+                floor,
+                factor,
+                limiting.clone(),
+                since,
+                state.updated_epoch_ms,
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push((
+            None,
+            None,
+            None,
+            lag_limit,
+            free,
+            floor,
+            factor,
+            limiting,
+            since,
+            state.updated_epoch_ms,
+        ));
+    }
+    TableIterator::new(rows)
+}
+
 /// Called by the trigger on pwb.policy: tells every backend to reload.
 #[pg_extern(volatile, parallel_unsafe)]
 fn notify_policy_change() {

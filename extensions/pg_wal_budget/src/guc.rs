@@ -27,6 +27,10 @@ static PROFILE_CACHE_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static BUDGET_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static TEMPLATE_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static QUEUE_YIELDS_TO_LOCK_WAITERS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static MAX_REPLICA_LAG_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
+static MIN_WAL_DISK_FREE_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static REPLICA_LAG_STANDBYS: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"*"));
 static TENANT: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(None);
 
@@ -108,6 +112,27 @@ pub fn init(preloaded: bool) {
         GucFlags::default(),
     );
 
+    GucRegistry::define_int_guc(
+        c"pwb.max_replica_lag",
+        c"Replay lag of a counted standby above which enforcing policies are held back (0 = off).",
+        c"While the worst counted standby's replay lag exceeds it, the rates of every policy that is not feedback_exempt are scaled down, the lowest priorities first, and recover gradually once the lag is back under it.",
+        &MAX_REPLICA_LAG_MB,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"pwb.min_wal_disk_free",
+        c"Free space on the WAL filesystem below which enforcing policies are held back (0 = off).",
+        c"",
+        &MIN_WAL_DISK_FREE_MB,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+    crate::pg::settings::define_replica_lag_standbys(&REPLICA_LAG_STANDBYS);
     GucRegistry::define_bool_guc(
         c"pwb.queue_yields_to_lock_waiters",
         c"A queued statement gives up (SQLSTATE 55P03) when another session waits for a lock its transaction holds.",
@@ -204,6 +229,24 @@ pub fn tenant_is(value: Option<&str>) -> bool {
 /// Sets the tenant (None clears it) for the session or the transaction.
 pub fn set_tenant(value: Option<&str>, lifetime: pgsupport::guc::Lifetime) {
     pgsupport::guc::set_with_privilege(c"pwb.tenant", value, lifetime);
+}
+
+/// `pwb.max_replica_lag` in bytes (0: off).
+pub fn max_replica_lag_bytes() -> u64 {
+    u64::try_from(MAX_REPLICA_LAG_MB.get()).unwrap_or(0) * 1_048_576
+}
+
+/// `pwb.min_wal_disk_free` in bytes (0: off).
+pub fn min_wal_disk_free_bytes() -> u64 {
+    u64::try_from(MIN_WAL_DISK_FREE_MB.get()).unwrap_or(0) * 1_048_576
+}
+
+/// `pwb.replica_lag_standbys`, parsed (its check hook refused what does not
+/// parse).
+pub fn replica_lag_standbys() -> governance::budget::feedback::Standbys {
+    let text = pgsupport::guc::current_str(&REPLICA_LAG_STANDBYS).unwrap_or_else(|| "*".into());
+    governance::budget::feedback::parse_standbys(&text)
+        .unwrap_or(governance::budget::feedback::Standbys::All)
 }
 
 pub fn queue_yields_to_lock_waiters() -> bool {

@@ -17,6 +17,7 @@ mod admission;
 mod api;
 mod decision;
 mod errors;
+mod feedback;
 mod guc;
 mod metrics;
 mod pacing;

@@ -28,6 +28,7 @@ type Gauge = (&'static str, &'static str, fn(&Row, u64) -> f64);
 type Total = (&'static str, &'static str, fn(&PolicyStats) -> f64);
 
 struct Snapshot {
+    feedback: crate::pg::shmem::FeedbackState,
     counters: Counters,
     rows: Vec<Row>,
     waiters: Vec<WaiterSlot>,
@@ -45,6 +46,7 @@ fn snapshot() -> Option<Snapshot> {
     let dboid = process::database_oid();
     let mut shm = settlement::lock_current()?;
     let counters = *shm.counters();
+    let feedback = *shm.feedback();
     let slots: Vec<PolicySlot> = shm
         .policies()
         .iter()
@@ -117,6 +119,7 @@ fn snapshot() -> Option<Snapshot> {
     }
     rows.sort_by_key(|r| (r.policy.policy_id, r.value_hash));
     Some(Snapshot {
+        feedback,
         counters,
         rows,
         waiters,
@@ -208,6 +211,55 @@ pub fn render() -> Option<String> {
         "Policies of this database that found the bucket table full.",
         snap.without_bucket as f64,
     );
+    let f = snap.feedback;
+    e.single(
+        "pwb_feedback_factor",
+        Kind::Gauge,
+        "The share of their rate policies refill at under replica-lag and WAL-disk feedback (1 = not held back).",
+        f64::from(f.factor_ppm) / f64::from(governance::budget::buckets::FULL_SCALE),
+    );
+    e.family(
+        "pwb_feedback_engaged",
+        Kind::Gauge,
+        "1 while a limit holds policies back, by the limit (replica_lag, wal_disk).",
+    );
+    let limiting = governance::budget::feedback::Limiting::from_code(f.limiting);
+    for l in [
+        governance::budget::feedback::Limiting::ReplicaLag,
+        governance::budget::feedback::Limiting::WalDisk,
+    ] {
+        let on = f.factor_ppm < governance::budget::buckets::FULL_SCALE && limiting == l;
+        e.sample(
+            "pwb_feedback_engaged",
+            &[("limit", l.as_str())],
+            f64::from(u8::from(on)),
+        );
+    }
+    e.family(
+        "pwb_replica_lag_bytes",
+        Kind::Gauge,
+        "Replay lag of each streaming standby as the worker last read it.",
+    );
+    let n = usize::try_from(f.n_standbys)
+        .unwrap_or(0)
+        .min(f.standbys.len());
+    for s in f.standbys[..n].iter().filter(|s| s.lag_bytes >= 0) {
+        let name = s.name();
+        let counted = if s.counted { "true" } else { "false" };
+        e.sample(
+            "pwb_replica_lag_bytes",
+            &[("standby", name.as_str()), ("counted", counted)],
+            s.lag_bytes as f64,
+        );
+    }
+    if f.wal_disk_free_bytes >= 0 {
+        e.single(
+            "pwb_wal_disk_free_bytes",
+            Kind::Gauge,
+            "Free space on the filesystem holding pg_wal.",
+            f.wal_disk_free_bytes as f64,
+        );
+    }
     e.family(
         "pwb_waiting_statements",
         Kind::Gauge,

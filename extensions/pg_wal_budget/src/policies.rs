@@ -29,6 +29,7 @@ struct Row {
     /// `created_at`, in microseconds: tells a new row that reuses a
     /// policy_id from the row it replaced.
     incarnation: i64,
+    feedback_exempt: bool,
 }
 
 /// Whether this backend's copy of the policies is current. Never panics.
@@ -75,10 +76,13 @@ fn read_rows() -> Option<Vec<Row>> {
 
 fn select_rows(client: &pgrx::spi::SpiClient<'_>) -> Result<Vec<Row>, pgrx::spi::Error> {
     let table = client.select(
-        "SELECT policy_id, enabled, mode, scope_kind, scope_value, \
-         wal_rate_bytes_per_sec, wal_burst_bytes, priority, \
-         (pg_catalog.date_part('epoch', created_at) OPERATOR(pg_catalog.*) 1000000)::int8 \
-         FROM pwb.policy",
+        // feedback_exempt is read through to_jsonb: a 0.3.0 schema (the new
+        // library before ALTER EXTENSION ... UPDATE) has no such column.
+        "SELECT p.policy_id, p.enabled, p.mode, p.scope_kind, p.scope_value, \
+         p.wal_rate_bytes_per_sec, p.wal_burst_bytes, p.priority, \
+         (pg_catalog.date_part('epoch', p.created_at) OPERATOR(pg_catalog.*) 1000000)::int8, \
+         (pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'feedback_exempt')::bool \
+         FROM pwb.policy p",
         None,
         &[],
     )?;
@@ -111,6 +115,7 @@ fn select_rows(client: &pgrx::spi::SpiClient<'_>) -> Result<Vec<Row>, pgrx::spi:
             burst,
             priority: row.get::<i32>(8)?.unwrap_or(100),
             incarnation: row.get::<i64>(9)?.unwrap_or(0),
+            feedback_exempt: row.get::<bool>(10)?.unwrap_or(false),
         });
     }
     Ok(rows)
@@ -208,6 +213,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
                 priority: row.priority,
                 scope_hash: hash,
                 incarnation: row.incarnation,
+                feedback_exempt: row.feedback_exempt,
                 buckets: slot.buckets,
                 stats: slot.stats,
             };

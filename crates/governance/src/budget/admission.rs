@@ -28,6 +28,8 @@ crate::sql_enum! {
         InternalErrorFailOpen = 8 => "internal_error_fail_open",
         Disabled = 9 => "disabled",
         PaceMode = 10 => "pace_mode",
+        ReplicaLagFeedback = 11 => "replica_lag_feedback",
+        WalDiskFeedback = 12 => "wal_disk_feedback",
     }
 }
 

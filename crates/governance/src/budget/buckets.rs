@@ -13,7 +13,14 @@ pub struct PolicyBuckets {
     pub limits: BucketLimits,
     pub enforcement: TokenBucket,
     pub shadow: TokenBucket,
+    /// The share of the rate the buckets refill at, in millionths: below
+    /// 1,000,000 while replica-lag or WAL-disk feedback holds the policy
+    /// back (see `feedback`). The burst is unchanged.
+    pub scale_ppm: u32,
 }
+
+/// A full scale: the policy's own rate.
+pub const FULL_SCALE: u32 = 1_000_000;
 
 /// What one admission attempt did: the decision and the bucket's level
 /// before and after it.
@@ -31,7 +38,32 @@ impl PolicyBuckets {
             limits,
             enforcement: TokenBucket::full(limits, now_micros),
             shadow: TokenBucket::full(limits, now_micros),
+            scale_ppm: FULL_SCALE,
         }
+    }
+
+    /// The limits the buckets refill by now: the rate scaled (at least one
+    /// byte per second), the burst as set.
+    pub fn effective_limits(&self) -> BucketLimits {
+        let rate = u128::from(self.limits.rate_per_sec) * u128::from(self.scale_ppm)
+            / u128::from(FULL_SCALE);
+        BucketLimits {
+            rate_per_sec: u64::try_from(rate).unwrap_or(u64::MAX).max(1),
+            burst: self.limits.burst,
+        }
+    }
+
+    /// Scales the rate from now on (what was earned at the old rate is
+    /// kept).
+    pub fn set_scale(&mut self, scale_ppm: u32, now_micros: u64) {
+        let scale_ppm = scale_ppm.min(FULL_SCALE);
+        if scale_ppm == self.scale_ppm {
+            return;
+        }
+        let old = self.effective_limits();
+        self.enforcement.refill(old, now_micros);
+        self.shadow.refill(old, now_micros);
+        self.scale_ppm = scale_ppm;
     }
 
     /// The bucket a ledger uses: shadow mode's copy, or the enforcement
@@ -56,10 +88,10 @@ impl PolicyBuckets {
     /// at once instead of after the old debt is repaid.
     /// Unchanged limits change nothing (every policy reload re-applies them).
     pub fn change_limits(&mut self, limits: BucketLimits, now_micros: u64) {
-        let old = self.limits;
-        if limits == old {
+        if limits == self.limits {
             return;
         }
+        let old = self.effective_limits();
         for bucket in [&mut self.enforcement, &mut self.shadow] {
             bucket.refill(old, now_micros);
             bucket.apply_limits(limits);
@@ -70,7 +102,7 @@ impl PolicyBuckets {
     /// One admission attempt of a statement predicted to write `predicted`
     /// bytes under `mode` (see [`admission::admit`]).
     pub fn admit(&mut self, mode: Mode, predicted: u64, now_micros: u64) -> Attempt {
-        let limits = self.limits;
+        let limits = self.effective_limits();
         let bucket = self.bucket_mut(Ledger::for_mode(mode));
         bucket.refill(limits, now_micros);
         let before = bucket.available();
@@ -82,15 +114,16 @@ impl PolicyBuckets {
         }
     }
 
-    /// The rate the buckets refill at (their limits' rate).
+    /// The rate the buckets refill at now.
     pub fn effective_rate(&self) -> u64 {
-        self.limits.rate_per_sec
+        self.effective_limits().rate_per_sec
     }
 
     /// The enforcement bucket's level at `now_micros`, without writing it
     /// (observe mode reads, never writes).
     pub fn level_at(&self, now_micros: u64) -> u64 {
-        self.enforcement.available_at(self.limits, now_micros)
+        self.enforcement
+            .available_at(self.effective_limits(), now_micros)
     }
 
     /// Settles `actual` measured bytes against `charged` up-front bytes in
@@ -105,7 +138,7 @@ impl PolicyBuckets {
         if ledger == Ledger::None {
             return None;
         }
-        let limits = self.limits;
+        let limits = self.effective_limits();
         let bucket = self.bucket_mut(ledger);
         let reconciled = admission::reconcile(bucket, limits, charged, actual);
         Some((reconciled, bucket.available()))
@@ -159,6 +192,20 @@ mod tests {
         b.settle(Ledger::Enforcement, 0, 1_000_000);
         b.change_limits(LIMITS, 0);
         assert_eq!(b.enforcement.debt(), 996_000);
+    }
+
+    #[test]
+    fn a_scale_slows_the_refill_from_now_on() {
+        let mut b = PolicyBuckets::fresh(LIMITS, 0);
+        b.admit(Mode::Reject, 4000, 0);
+        b.set_scale(250_000, 1_000_000);
+        assert_eq!(b.effective_rate(), 250);
+        // One second at the full rate before the change, two at a quarter.
+        assert_eq!(b.level_at(3_000_000), 1000 + 500);
+        b.set_scale(0, 3_000_000);
+        assert_eq!(b.effective_rate(), 1, "held back, never stopped dead");
+        b.set_scale(FULL_SCALE, 3_000_000);
+        assert_eq!(b.effective_rate(), 1000);
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //!   reconciliation of prediction against measured WAL.
 //! - [`buckets`]: a policy's enforcement bucket and shadow copy, and every
 //!   admission and settlement against them.
+//! - [`feedback`]: the replica-lag and WAL-disk control law.
 //! - [`text_hash`]: the hash of a statement's text (`query_hash`).
 pub mod admission;
 pub mod buckets;
+pub mod feedback;
 pub mod policy;
 pub mod predict;
 pub mod scope;

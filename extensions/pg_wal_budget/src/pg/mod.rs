@@ -5,6 +5,7 @@
 pub mod hooks;
 pub mod pace;
 pub mod process;
+pub mod settings;
 pub mod shmem;
 pub mod snapshot;
 mod unguarded;

@@ -66,6 +66,8 @@ pub struct PolicySlot {
     /// reuses a policy_id (after TRUNCATE ... RESTART IDENTITY, say) is a
     /// new policy and starts with fresh buckets.
     pub incarnation: i64,
+    /// Not scaled by replica-lag and WAL-disk feedback.
+    pub feedback_exempt: bool,
     pub buckets: PolicyBuckets,
     pub stats: PolicyStats,
 }
@@ -156,6 +158,54 @@ impl ValueSlot {
     }
 }
 
+/// Most standbys `pwb.feedback()` lists.
+pub const MAX_STANDBYS: usize = 16;
+
+/// One standby's replay lag as the worker last read it.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct StandbyLag {
+    pub name: [u8; 64],
+    pub name_len: u8,
+    pub counted: bool,
+    pub lag_bytes: i64,
+}
+
+impl StandbyLag {
+    pub fn name(&self) -> String {
+        let len = usize::from(self.name_len).min(self.name.len());
+        String::from_utf8_lossy(&self.name[..len]).into_owned()
+    }
+
+    pub fn new(name: &str, lag_bytes: i64, counted: bool) -> StandbyLag {
+        let bytes = truncate_utf8(name, 64);
+        let mut out = StandbyLag {
+            name: [0; 64],
+            name_len: bytes.len() as u8,
+            counted,
+            lag_bytes,
+        };
+        out.name[..bytes.len()].copy_from_slice(bytes);
+        out
+    }
+}
+
+/// Replica-lag and WAL-disk feedback, as the worker last computed it.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct FeedbackState {
+    /// The overall factor, in millionths.
+    pub factor_ppm: u32,
+    /// `feedback::Limiting` code.
+    pub limiting: u8,
+    pub engaged_since_epoch_ms: i64,
+    pub updated_epoch_ms: i64,
+    /// Free bytes on the WAL filesystem (-1: unknown).
+    pub wal_disk_free_bytes: i64,
+    pub n_standbys: u32,
+    pub standbys: [StandbyLag; MAX_STANDBYS],
+}
+
 /// A statement waiting for budget: queued (before it runs) or paced (while
 /// it runs), in arrival order per policy (`ticket`).
 #[derive(Debug, Clone, Copy)]
@@ -202,6 +252,7 @@ struct Header {
     /// bucket table full, so the log says it once per policy.
     warned_without_bucket: [(u32, i32); WARNED_CAPACITY],
     warned_next: usize,
+    feedback: FeedbackState,
     next_ticket: u64,
     n_buckets: usize,
     n_profiles: usize,
@@ -319,6 +370,8 @@ unsafe extern "C-unwind" fn shmem_startup() {
             std::ptr::write_bytes(base, 0, layout.total);
             let header = base.cast::<Header>();
             (*header).policy_generation = AtomicU64::new(1);
+            (*header).feedback.factor_ppm = governance::budget::buckets::FULL_SCALE;
+            (*header).feedback.wal_disk_free_bytes = -1;
             (*header).n_buckets = layout.caps.buckets;
             (*header).n_profiles = layout.caps.profiles;
             (*header).n_decisions = layout.caps.decisions;
@@ -458,6 +511,10 @@ impl Locked {
         self.slice(l.names_off, l.caps.scope_names)
     }
 
+    pub fn feedback(&mut self) -> &mut FeedbackState {
+        &mut self.header().feedback
+    }
+
     pub fn values(&mut self) -> &mut [ValueSlot] {
         let l = self.shared.layout;
         self.slice(l.values_off, l.caps.template_buckets)
@@ -537,6 +594,7 @@ impl Locked {
                 } else {
                     v.buckets.change_limits(policy.buckets.limits, now_micros);
                 }
+                v.buckets.set_scale(policy.buckets.scale_ppm, now_micros);
                 return Some(BucketRef {
                     slot: policy_index,
                     policy_id: policy.policy_id,
@@ -555,7 +613,11 @@ impl Locked {
             policy_id: policy.policy_id,
             incarnation: policy.incarnation,
             value_hash,
-            buckets: PolicyBuckets::fresh(policy.buckets.limits, now_micros),
+            buckets: {
+                let mut b = PolicyBuckets::fresh(policy.buckets.limits, now_micros);
+                b.set_scale(policy.buckets.scale_ppm, now_micros);
+                b
+            },
             stats: PolicyStats::default(),
         };
         Some(BucketRef {

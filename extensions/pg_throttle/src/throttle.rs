@@ -538,6 +538,13 @@ fn sleep_until(key: usize, deadline: u64) {
     }
 }
 
+/// Whether a `COPY table TO` of this session should run in its query form
+/// (so that its reads are paced at the Seq Scan rate): the session is
+/// throttled, and Seq Scans with it.
+pub fn paces_copy_to() -> bool {
+    !exempt::statement_is_exempt() && config::current().throttles(NodeKind::SeqScan)
+}
+
 /// Called after the standard `ExecutorEnd` of every query.
 pub fn end(query: usize) {
     if TRACKED.load(Ordering::Relaxed) == 0 {

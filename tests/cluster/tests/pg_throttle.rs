@@ -37,7 +37,10 @@ fn only(kind: &str, rate: u32) -> String {
         }
     })
     .collect();
-    format!("SELECT throttle_user_per_node('alice', {})", args.join(", "))
+    format!(
+        "SELECT throttle_user_per_node('alice', {})",
+        args.join(", ")
+    )
 }
 
 #[test]
@@ -283,11 +286,7 @@ fn nested_queries_cursors_and_subtransactions() {
             .batch_execute("SELECT 1 / (value - 100) FROM tbl")
             .is_err()
     );
-    assert_paced(
-        "after error",
-        seconds(&mut alice, "SELECT * FROM tbl"),
-        1.0,
-    );
+    assert_paced("after error", seconds(&mut alice, "SELECT * FROM tbl"), 1.0);
 }
 
 #[test]

@@ -118,7 +118,9 @@ fn internal_queries_are_never_throttled() {
     // interval runs several queries that would take a second or more each
     // at 1 tuple/s) and is never counted as a throttled statement.
     let start = intervals(&mut dba);
-    wait_for(WAIT, "six walrus intervals", || intervals(&mut dba) >= start + 6);
+    wait_for(WAIT, "six walrus intervals", || {
+        intervals(&mut dba) >= start + 6
+    });
 
     // pg_wal_budget's reload of 301 policies (a policy added just now makes
     // every session reload) in a throttled postgres session: at 1 tuple/s
@@ -126,7 +128,10 @@ fn internal_queries_are_never_throttled() {
     dba.batch_execute("SELECT pwb.create_policy('role', 'late', 1000000, 2000000)")
         .unwrap();
     let took = seconds(&mut admin, "INSERT INTO t (payload) VALUES ('x')");
-    assert!(took < 60.0, "the write with a policy reload took {took:.1}s");
+    assert!(
+        took < 60.0,
+        "the write with a policy reload took {took:.1}s"
+    );
     // postgres's own statement was throttled (one Result node), nothing
     // else: the worker's queries and the reload did not count.
     let row = dba
@@ -257,7 +262,9 @@ fn statistics_are_counted_reset_and_private() {
     });
 
     // Resets: only throttle_admin members and superusers; one user or all.
-    let err = bob.batch_execute("SELECT throttle_stats_reset()").unwrap_err();
+    let err = bob
+        .batch_execute("SELECT throttle_stats_reset()")
+        .unwrap_err();
     assert_eq!(sqlstate(&err), Some("42501"), "{err}");
     let bob_before = stats_row(&mut admin, "bob").map(|r| r.0);
     assert!(bob_before >= Some(1));
@@ -274,7 +281,9 @@ fn statistics_are_counted_reset_and_private() {
         .unwrap()
         .get(0);
     assert!(reset_later, "alice's stats_reset moved on");
-    admin.batch_execute("SELECT throttle_stats_reset()").unwrap();
+    admin
+        .batch_execute("SELECT throttle_stats_reset()")
+        .unwrap();
     assert_eq!(stats_row(&mut admin, "bob").map(|r| r.0), Some(0));
 }
 
@@ -338,7 +347,10 @@ fn without_shared_memory_statistics_say_so() {
         .query_one("SELECT throttle_metrics()", &[])
         .unwrap()
         .get(0);
-    assert!(metrics.contains("pg_throttle_statistics_enabled 0"), "{metrics}");
+    assert!(
+        metrics.contains("pg_throttle_statistics_enabled 0"),
+        "{metrics}"
+    );
     let err = admin
         .batch_execute("SELECT throttle_stats_reset()")
         .unwrap_err();
@@ -405,9 +417,7 @@ fn sleeping_backends_are_listed_with_why_and_since_when() {
     );
     // Others see only their own sleepers.
     let mut boss = cluster.connect_as("boss", "postgres");
-    admin
-        .batch_execute("CREATE ROLE nosy LOGIN")
-        .unwrap();
+    admin.batch_execute("CREATE ROLE nosy LOGIN").unwrap();
     let mut nosy = cluster.connect_as("nosy", "postgres");
     let seen: i64 = nosy
         .query_one("SELECT count(*) FROM throttle_waits()", &[])
@@ -462,7 +472,11 @@ fn assert_clean(cluster: &Cluster, admin: &mut Client) {
                 &[],
             )
             .unwrap();
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)) == (0, 0, 0)
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+        ) == (0, 0, 0)
     });
     assert_eq!(small_dsm_segments(cluster), 0, "a segment of ours is left");
     let mut alice = cluster.connect_as("alice", "postgres");
@@ -510,9 +524,7 @@ fn fault_matrix_cancel_timeout_terminate_and_kill_while_throttled() {
 
     // statement_timeout.
     let mut alice = cluster.connect_as("alice", "postgres");
-    alice
-        .batch_execute("SET statement_timeout = '1s'")
-        .unwrap();
+    alice.batch_execute("SET statement_timeout = '1s'").unwrap();
     let start = Instant::now();
     let err = alice.batch_execute(victim).unwrap_err();
     assert_eq!(sqlstate(&err), Some("57014"), "statement_timeout: {err}");
@@ -563,13 +575,31 @@ fn bad_input_matrix_errors_and_changes_nothing() {
     let nulls11 = "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL";
     let matrix: Vec<(String, &str)> = vec![
         // throttle_user_per_node_all
-        ("SELECT throttle_user_per_node_all(NULL, 10)".into(), "22023"),
+        (
+            "SELECT throttle_user_per_node_all(NULL, 10)".into(),
+            "22023",
+        ),
         ("SELECT throttle_user_per_node_all('', 10)".into(), "42704"),
-        (format!("SELECT throttle_user_per_node_all('{long}', 10)"), "42704"),
-        ("SELECT throttle_user_per_node_all('nobody', 10)".into(), "42704"),
-        ("SELECT throttle_user_per_node_all('Alice', 10)".into(), "42704"),
-        ("SELECT throttle_user_per_node_all('alice', 0)".into(), "22023"),
-        ("SELECT throttle_user_per_node_all('alice', -1)".into(), "22023"),
+        (
+            format!("SELECT throttle_user_per_node_all('{long}', 10)"),
+            "42704",
+        ),
+        (
+            "SELECT throttle_user_per_node_all('nobody', 10)".into(),
+            "42704",
+        ),
+        (
+            "SELECT throttle_user_per_node_all('Alice', 10)".into(),
+            "42704",
+        ),
+        (
+            "SELECT throttle_user_per_node_all('alice', 0)".into(),
+            "22023",
+        ),
+        (
+            "SELECT throttle_user_per_node_all('alice', -1)".into(),
+            "22023",
+        ),
         (
             "SELECT throttle_user_per_node_all('alice', -2147483647 - 1)".into(),
             "22023",
@@ -579,9 +609,18 @@ fn bad_input_matrix_errors_and_changes_nothing() {
             "42883",
         ),
         // throttle_user_per_node
-        (format!("SELECT throttle_user_per_node(NULL, 1, {nulls11})"), "22023"),
-        (format!("SELECT throttle_user_per_node('', 1, {nulls11})"), "42704"),
-        (format!("SELECT throttle_user_per_node('alice', 0, {nulls11})"), "22023"),
+        (
+            format!("SELECT throttle_user_per_node(NULL, 1, {nulls11})"),
+            "22023",
+        ),
+        (
+            format!("SELECT throttle_user_per_node('', 1, {nulls11})"),
+            "42704",
+        ),
+        (
+            format!("SELECT throttle_user_per_node('alice', 0, {nulls11})"),
+            "22023",
+        ),
         (
             "SELECT throttle_user_per_node('alice', 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -5)".into(),
             "22023",
@@ -598,11 +637,23 @@ fn bad_input_matrix_errors_and_changes_nothing() {
         (format!("SELECT unthrottle_user('{long}')"), "42704"),
         ("SELECT unthrottle_user('nobody')".into(), "42704"),
         // throttle_user_count
-        ("SELECT throttle_user_count(NULL, 'examined')".into(), "22023"),
-        ("SELECT throttle_user_count('nobody', 'examined')".into(), "42704"),
-        ("SELECT throttle_user_count('alice', 'bogus')".into(), "22023"),
+        (
+            "SELECT throttle_user_count(NULL, 'examined')".into(),
+            "22023",
+        ),
+        (
+            "SELECT throttle_user_count('nobody', 'examined')".into(),
+            "42704",
+        ),
+        (
+            "SELECT throttle_user_count('alice', 'bogus')".into(),
+            "22023",
+        ),
         ("SELECT throttle_user_count('alice', '')".into(), "22023"),
-        (format!("SELECT throttle_user_count('alice', '{long}')"), "22023"),
+        (
+            format!("SELECT throttle_user_count('alice', '{long}')"),
+            "22023",
+        ),
         // throttle_stats_reset
         ("SELECT throttle_stats_reset('')".into(), "42704"),
         ("SELECT throttle_stats_reset('nobody')".into(), "42704"),
@@ -666,4 +717,57 @@ fn bad_input_matrix_errors_and_changes_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(setting, "pg_throttle.count=examined");
+}
+
+fn copy_out(client: &mut Client, sql: &str) -> (String, f64) {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut out = String::new();
+    client
+        .copy_out(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .read_to_string(&mut out)
+        .unwrap();
+    (out, start.elapsed().as_secs_f64())
+}
+
+/// `COPY table TO` reads its rows at the Seq Scan rate, writes exactly what
+/// it writes unthrottled (columns, order, generated columns left out), and
+/// fails as it would for what is not a plain table.
+#[test]
+fn copy_table_to_is_paced_and_writes_the_same() {
+    let cluster = setup(Preload::Session);
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE TABLE gen (a int, b int GENERATED ALWAYS AS (a * 2) STORED, c text);
+             INSERT INTO gen (a, c) SELECT g, 'r' || g FROM generate_series(1, 100) g;
+             ALTER TABLE gen DROP COLUMN c;
+             ALTER TABLE gen ADD COLUMN d text DEFAULT 'd';
+             CREATE VIEW v AS SELECT * FROM tbl;
+             GRANT SELECT ON gen, v TO alice;
+             SELECT throttle_user_per_node('alice', 100, NULL, NULL, NULL, NULL,
+                 NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+        )
+        .unwrap();
+    let mut alice = cluster.connect_as("alice", "postgres");
+    for (sql, rows) in [
+        ("COPY tbl TO STDOUT", 200.0),
+        (
+            "COPY tbl (value) TO STDOUT WITH (FORMAT csv, HEADER)",
+            200.0,
+        ),
+        ("COPY gen TO STDOUT", 100.0),
+        ("COPY gen (d, a) TO STDOUT", 100.0),
+    ] {
+        let (expected, _) = copy_out(&mut admin, sql);
+        let (got, took) = copy_out(&mut alice, sql);
+        assert_eq!(got, expected, "{sql}: not the same output");
+        assert_paced(sql, took, rows / 100.0);
+    }
+    // Not a plain table: the same error as without throttling.
+    let err = alice.copy_out("COPY v TO STDOUT").err().unwrap();
+    let unthrottled = admin.copy_out("COPY v TO STDOUT").err().unwrap();
+    assert_eq!(sqlstate(&err), sqlstate(&unthrottled), "{err}");
+    assert_eq!(sqlstate(&err), Some("42809"), "{err}");
 }

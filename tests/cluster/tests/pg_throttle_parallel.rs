@@ -29,7 +29,9 @@ fn parallel_table(admin: &mut Client, name: &str, rows: u32, workers: u32) {
              GRANT SELECT ON {name} TO alice;"
         ))
         .unwrap();
-    admin.batch_execute(&format!("VACUUM ANALYZE {name}")).unwrap();
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE {name}"))
+        .unwrap();
 }
 
 /// "Workers Launched: N" of an EXPLAIN ANALYZE.
@@ -81,11 +83,7 @@ fn leader_and_workers_share_the_budget(preload: Preload) {
                 has_rows(&text, &per.to_string(), &(workers + 1).to_string()),
                 "{preload:?}: row counts wrong:\n{text}"
             );
-            assert_paced(
-                &format!("{preload:?} {table} {config}"),
-                took,
-                3.0,
-            );
+            assert_paced(&format!("{preload:?} {table} {config}"), took, 3.0);
         }
     }
 }
@@ -120,7 +118,9 @@ fn wait_until_all_sleep(admin: &mut Client, leader: i32, workers: i64) {
 /// Nothing is left behind: no parallel worker, the shared memory segments
 /// back to `baseline`.
 fn assert_nothing_left(cluster: &Cluster, admin: &mut Client, baseline: usize) {
-    wait_for(WAIT, "parallel workers gone", || parallel_workers(admin) == 0);
+    wait_for(WAIT, "parallel workers gone", || {
+        parallel_workers(admin) == 0
+    });
     let deadline = Instant::now() + WAIT;
     while dsm_segments(cluster) != baseline {
         assert!(
@@ -258,7 +258,9 @@ fn a_thousand_parallel_throttled_queries_leave_nothing_behind() {
     // No segment of ours is left, and the count did not grow with the
     // queries (PostgreSQL's cumulative statistics may have added one 1 MB
     // segment of their own meanwhile, which stays for the server's life).
-    wait_for(WAIT, "parallel workers gone", || parallel_workers(&mut admin) == 0);
+    wait_for(WAIT, "parallel workers gone", || {
+        parallel_workers(&mut admin) == 0
+    });
     assert_eq!(small_dsm_segments(&cluster), small_before);
     let after = dsm_segments(&cluster);
     assert!(

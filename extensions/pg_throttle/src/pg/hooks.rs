@@ -27,6 +27,7 @@ pub fn install() {
             std::ptr::addr_of_mut!(pg_sys::ExecutorEnd_hook),
             executor_end,
         );
+        super::copy::install();
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0usize));

@@ -2,8 +2,10 @@
 //! ([`hooks`]), the functions installed in place of a plan node's
 //! `ExecProcNode` and of a filter's evaluation function ([`wrapper`]), the
 //! layout of a parallel query's shared segment ([`segment`]) and the shared
-//! memory of statistics ([`shmem`]). Shared helpers come from `pgsupport`;
+//! memory of statistics ([`shmem`]), and `COPY table TO` in its query form
+//! for throttled sessions ([`copy`]). Shared helpers come from `pgsupport`;
 //! everything else in the crate is safe code.
+pub mod copy;
 pub mod hooks;
 pub mod segment;
 pub mod shmem;

@@ -10,11 +10,11 @@
 //! takes tokens from the bucket and sleeps until they are due. [`end`]
 //! (executor end), [`abort_subxact`] and [`end_of_transaction`] forget the
 //! query; nothing carries over into the next statement.
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use governance::pacing::pacer::sleep_millis;
 use governance::pacing::{
-    Bucket, Counting, Grant, Mode, NodeKind, Pacer, QueryTotals, Registry, ThrottleConfig,
+    Bucket, Counting, Ended, Grant, Mode, NodeKind, Pacer, QueryTotals, Registry, ThrottleConfig,
 };
 use pgrx::pg_sys;
 use pgsupport::dsm::Segment;
@@ -92,6 +92,95 @@ static QUERIES: BackendCell<Vec<QueryState>> = BackendCell::new(Vec::new());
 /// How many entries `QUERIES` has: lets `end` return at once for every
 /// statement of an unthrottled session.
 static TRACKED: AtomicUsize = AtomicUsize::new(0);
+
+/// The per-tuple path's view of what is wrapped: each wrapped node or
+/// filter's real function and the tokens it holds (credits, spent one per
+/// tuple without asking its bucket or reading the clock). Plain statics of
+/// atomics, looked up by a short linear search: a process runs our code on
+/// one thread, so relaxed loads and stores cost what plain ones do, and no
+/// lock is taken per tuple. What is wrapped beyond the first [`HOT_SLOTS`]
+/// at once goes through the registry, one token at a time.
+const HOT_SLOTS: usize = 16;
+
+struct HotSlot {
+    /// The wrapped thing's address (0: free).
+    key: AtomicUsize,
+    /// Its real function's address.
+    real: AtomicUsize,
+    credits: AtomicU64,
+}
+
+static HOT: [HotSlot; HOT_SLOTS] = [const {
+    HotSlot {
+        key: AtomicUsize::new(0),
+        real: AtomicUsize::new(0),
+        credits: AtomicU64::new(0),
+    }
+}; HOT_SLOTS];
+
+/// The hot slot of wrapped `key`, if it has one.
+#[inline]
+pub fn hot_find(key: usize) -> Option<usize> {
+    HOT.iter()
+        .position(|s| s.key.load(Ordering::Relaxed) == key)
+}
+
+/// The address of the real function in hot slot `i`.
+#[inline]
+pub fn hot_real(i: usize) -> usize {
+    HOT[i].real.load(Ordering::Relaxed)
+}
+
+/// Lets one tuple of `key` (in hot slot `i`) pass on a credit: false when
+/// it has none left (the caller then calls [`pace`]).
+#[inline]
+pub fn hot_spend(i: usize, key: usize) -> bool {
+    let slot = &HOT[i];
+    if slot.key.load(Ordering::Relaxed) != key {
+        return false;
+    }
+    let credits = slot.credits.load(Ordering::Relaxed);
+    if credits == 0 {
+        return false;
+    }
+    slot.credits.store(credits - 1, Ordering::Relaxed);
+    true
+}
+
+fn hot_insert(key: usize, real: usize) {
+    if let Some(slot) = HOT.iter().find(|s| s.key.load(Ordering::Relaxed) == 0) {
+        slot.real.store(real, Ordering::Relaxed);
+        slot.credits.store(0, Ordering::Relaxed);
+        slot.key.store(key, Ordering::Relaxed);
+    }
+}
+
+/// Frees `key`'s hot slot; returns the credits it still held.
+fn hot_remove(key: usize) -> u64 {
+    match hot_find(key) {
+        Some(i) => {
+            HOT[i].key.store(0, Ordering::Relaxed);
+            HOT[i].credits.swap(0, Ordering::Relaxed)
+        }
+        None => 0,
+    }
+}
+
+fn real_address(real: Real) -> usize {
+    match real {
+        Real::Node(f) => f as usize,
+        Real::Filter(f) => f as usize,
+    }
+}
+
+/// What an ended query did, its unspent credits taken off.
+fn settle(ended: Ended) -> QueryTotals {
+    let unspent: u64 = ended.keys.iter().map(|&k| hot_remove(k)).sum();
+    QueryTotals {
+        tuples: ended.totals.tuples.saturating_sub(unspent),
+        slept_nanos: ended.totals.slept_nanos,
+    }
+}
 
 /// A node to wrap, and how.
 struct Target {
@@ -452,7 +541,9 @@ fn register(query: usize, subxact: u32, buckets: Vec<QueryBucket>, targets: &[Ta
                 };
                 let ok =
                     REGISTRY.with(|r| r.wrap(filter.key(), query, t.bucket, Real::Filter(real)));
-                if !ok {
+                if ok {
+                    hot_insert(filter.key(), real as usize);
+                } else {
                     // Put the real function back: nothing may call our
                     // wrapper for an expression the registry does not know.
                     exec_node::wrap_expr(filter, real);
@@ -464,7 +555,9 @@ fn register(query: usize, subxact: u32, buckets: Vec<QueryBucket>, targets: &[Ta
                 Some(real) => {
                     let ok =
                         REGISTRY.with(|r| r.wrap(t.node.key(), query, t.bucket, Real::Node(real)));
-                    if !ok {
+                    if ok {
+                        hot_insert(t.node.key(), real as usize);
+                    } else {
                         exec_node::wrap(t.node, real);
                     }
                     ok
@@ -485,19 +578,32 @@ pub fn real(key: usize) -> Option<(Real, usize)> {
 /// A filter's evaluation function replaced itself (first call).
 pub fn replace_real(key: usize, real: Real) {
     REGISTRY.with(|r| r.set_real(key, real));
+    if let Some(i) = hot_find(key) {
+        HOT[i].real.store(real_address(real), Ordering::Relaxed);
+    }
 }
 
-/// One tuple passed wrapped `key`: returns when it may go on (sleeping
-/// first if its bucket says so). An interrupt (cancel, timeout, terminate)
-/// while sleeping raises its ERROR from here.
-pub fn passed(key: usize, hint: usize) {
-    if REGISTRY.with(|r| r.spend_credit(key, hint)) {
-        return;
-    }
+/// One tuple of wrapped `key` found no credit: takes tokens from its
+/// bucket (a batch, kept as credits, when `key` has a hot slot) and sleeps
+/// until the first is due. An interrupt (cancel, timeout, terminate) while
+/// sleeping raises its ERROR from here.
+pub fn pace(key: usize) {
+    let hot = hot_find(key);
     let now = monotonic_nanos();
-    let wait = REGISTRY.with(|r| r.take(key, now));
-    if wait > 0 {
-        sleep_until(key, now.saturating_add(wait));
+    let grant = REGISTRY.with(|r| {
+        let want = if hot.is_some() { r.batch(key) } else { 1 };
+        r.take(key, now, want)
+    });
+    let Some(grant) = grant else { return };
+    if let Some(i) = hot
+        && grant.granted > 1
+    {
+        HOT[i]
+            .credits
+            .fetch_add(grant.granted - 1, Ordering::Relaxed);
+    }
+    if grant.wait_nanos > 0 {
+        sleep_until(key, now.saturating_add(grant.wait_nanos));
     }
 }
 
@@ -550,7 +656,7 @@ pub fn end(query: usize) {
     if TRACKED.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let totals = REGISTRY.with(|r| r.end_query(query));
+    let totals = REGISTRY.with(|r| r.end_query(query)).map(settle);
     let Some(state) = untrack(query) else {
         return;
     };
@@ -563,7 +669,9 @@ pub fn end(query: usize) {
     stats::query_ended(state.active, totals.unwrap_or_default());
 }
 
-fn forget(states: Vec<QueryState>, totals: &[(usize, QueryTotals)], detach: bool) {
+fn forget(states: Vec<QueryState>, ended: Vec<(usize, Ended)>, detach: bool) {
+    let totals: Vec<(usize, QueryTotals)> =
+        ended.into_iter().map(|(k, e)| (k, settle(e))).collect();
     for state in states {
         TRACKED.fetch_sub(1, Ordering::Relaxed);
         if let Some(seg) = state.segment {
@@ -590,7 +698,7 @@ pub fn abort_subxact(subxact: pg_sys::SubTransactionId) {
         *q = alive;
         dead
     });
-    forget(dead, &totals, false);
+    forget(dead, totals, false);
 }
 
 /// Forgets everything at the end of the transaction.
@@ -600,5 +708,5 @@ pub fn end_of_transaction(commit: bool) {
     }
     let totals = REGISTRY.with(|r| r.clear());
     let all = QUERIES.with(std::mem::take);
-    forget(all, &totals, commit);
+    forget(all, totals, commit);
 }

@@ -15,4 +15,4 @@ pub mod registry;
 
 pub use config::{Counting, Mode, NodeKind, ThrottleConfig};
 pub use pacer::{Gcra, Grant, Pacer};
-pub use registry::{Bucket, QueryTotals, Registry};
+pub use registry::{Bucket, Ended, QueryTotals, Registry};

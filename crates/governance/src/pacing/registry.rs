@@ -11,9 +11,10 @@
 //! Queries are not strictly nested (a cursor's query outlives statements run
 //! between its fetches), so entries are removed by key, not popped.
 //!
-//! A wrapped thing keeps the tokens its bucket granted beyond the tuple in
-//! hand (its credits), and spends them without asking the bucket or the
-//! clock: see [`Registry::spend_credit`].
+//! Tokens a bucket grants beyond the tuple in hand (a batch, see
+//! [`super::pacer::Gcra::new`]) are the caller's to keep and spend without
+//! asking the bucket or the clock; the registry counts what was granted,
+//! and the caller says at the end how much of it went unspent.
 
 use super::pacer::Grant;
 
@@ -39,11 +40,19 @@ impl Bucket for super::pacer::Pacer {
 /// What a query did, handed back when it is forgotten (for statistics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueryTotals {
-    /// Tuples that passed throttled nodes (or were examined by throttled
-    /// filters).
+    /// Tokens granted to the query's wrapped things: the tuples that passed
+    /// (or were examined), plus any the caller kept and did not spend.
     pub tuples: u64,
     /// Time spent sleeping for the query's buckets.
     pub slept_nanos: u64,
+}
+
+/// A forgotten query: what it did, and the keys that were wrapped for it
+/// (whose unspent tokens the caller subtracts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub totals: QueryTotals,
+    pub keys: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -61,7 +70,6 @@ struct Wrapped<F> {
     query: usize,
     bucket: usize,
     real: F,
-    credits: u64,
 }
 
 /// The registry. `Vec`s rather than maps: a process has a handful of
@@ -141,7 +149,6 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
             query,
             bucket,
             real,
-            credits: 0,
         });
         true
     }
@@ -168,47 +175,27 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
         }
     }
 
-    /// Lets one tuple of `key` pass on a credit it holds: true if it had
-    /// one (then nothing else is needed), false if the caller must
-    /// [`take`](Registry::take) from the bucket. A key no longer tracked
-    /// (its query ended) passes.
-    pub fn spend_credit(&mut self, key: usize, hint: usize) -> bool {
-        match self.position(key, hint) {
-            Some(at) => {
-                let w = &mut self.wrapped[at];
-                if w.credits > 0 {
-                    w.credits -= 1;
-                    true
-                } else {
-                    false
-                }
-            }
-            None => true,
-        }
+    /// Takes up to `want` tokens (at least one) for `key` from its bucket
+    /// at `now_nanos` (see [`super::pacer::Gcra::take`]); None for a key no
+    /// longer tracked (its tuple passes).
+    pub fn take(&mut self, key: usize, now_nanos: u64, want: u64) -> Option<Grant> {
+        let w = self.wrapped[self.position(key, 0)?];
+        let query = self.queries.iter_mut().find(|q| q.key == w.query)?;
+        let grant = query.buckets.get_mut(w.bucket)?.take(now_nanos, want);
+        query.granted = query.granted.saturating_add(grant.granted);
+        Some(grant)
     }
 
-    /// Takes tokens for one tuple of `key` from its bucket at `now_nanos`:
-    /// the tuple's own and, when available, a batch of credits kept for the
-    /// next ones. Returns how long to wait before the tuple passes (0: at
-    /// once). A key no longer tracked passes.
-    pub fn take(&mut self, key: usize, now_nanos: u64) -> u64 {
-        let Some(at) = self.position(key, 0) else {
-            return 0;
-        };
-        let w = self.wrapped[at];
-        let Some(query) = self.queries.iter_mut().find(|q| q.key == w.query) else {
-            return 0;
-        };
-        let Some(bucket) = query.buckets.get_mut(w.bucket) else {
-            return 0;
-        };
-        let batch = bucket.batch();
-        let grant = bucket.take(now_nanos, batch);
-        query.granted = query.granted.saturating_add(grant.granted);
-        self.wrapped[at].credits = self.wrapped[at]
-            .credits
-            .saturating_add(grant.granted.saturating_sub(1));
-        grant.wait_nanos
+    /// How many tokens `key`'s bucket hands out at once (1 for an unknown
+    /// key).
+    pub fn batch(&self, key: usize) -> u64 {
+        self.position(key, 0)
+            .map(|at| self.wrapped[at])
+            .and_then(|w| {
+                let q = self.queries.iter().find(|q| q.key == w.query)?;
+                Some(q.buckets.get(w.bucket)?.batch())
+            })
+            .unwrap_or(1)
     }
 
     /// Adds time slept for `key`'s query.
@@ -231,26 +218,24 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
     }
 
     /// Stops tracking `query` and what was wrapped for it; returns what it
-    /// did (tokens granted but not spent are not counted as tuples).
-    pub fn end_query(&mut self, query: usize) -> Option<QueryTotals> {
+    /// did.
+    pub fn end_query(&mut self, query: usize) -> Option<Ended> {
         let at = self.queries.iter().position(|q| q.key == query)?;
         let entry = self.queries.swap_remove(at);
-        let unspent: u64 = self
-            .wrapped
-            .iter()
-            .filter(|w| w.query == query)
-            .map(|w| w.credits)
-            .sum();
+        let keys = self.keys_of(query);
         self.wrapped.retain(|w| w.query != query);
-        Some(QueryTotals {
-            tuples: entry.granted.saturating_sub(unspent),
-            slept_nanos: entry.slept_nanos,
+        Some(Ended {
+            totals: QueryTotals {
+                tuples: entry.granted,
+                slept_nanos: entry.slept_nanos,
+            },
+            keys,
         })
     }
 
     /// Forgets every query begun in subtransaction `subxact` or a later one
     /// (subtransaction ids grow within a transaction): they died with it.
-    pub fn abort_subxact(&mut self, subxact: u32) -> Vec<(usize, QueryTotals)> {
+    pub fn abort_subxact(&mut self, subxact: u32) -> Vec<(usize, Ended)> {
         let dead: Vec<usize> = self
             .queries
             .iter()
@@ -263,7 +248,7 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
     }
 
     /// Forgets everything (end of transaction).
-    pub fn clear(&mut self) -> Vec<(usize, QueryTotals)> {
+    pub fn clear(&mut self) -> Vec<(usize, Ended)> {
         let all: Vec<usize> = self.queries.iter().map(|q| q.key).collect();
         all.into_iter()
             .filter_map(|key| self.end_query(key).map(|t| (key, t)))
@@ -289,10 +274,7 @@ mod tests {
     /// Passes one tuple of `key` at `now`: Ok if at once, Err(wait) if it
     /// must wait first (the token is then reserved).
     fn pass(reg: &mut Reg, key: usize, now: u64) -> Result<(), u64> {
-        if reg.spend_credit(key, 0) {
-            return Ok(());
-        }
-        match reg.take(key, now) {
+        match reg.take(key, now, 1).map_or(0, |g| g.wait_nanos) {
             0 => Ok(()),
             wait => Err(wait),
         }
@@ -303,7 +285,8 @@ mod tests {
         let mut reg = Reg::new();
         query_with_nodes(&mut reg, 1, 1, &[10, 11], 100);
         assert_eq!(reg.real(10).map(|r| r.0), Some("real"));
-        assert!(reg.end_query(1).is_some());
+        let ended = reg.end_query(1).unwrap();
+        assert_eq!(ended.keys, [10, 11]);
         assert_eq!(reg.real(10), None);
         assert_eq!((reg.query_count(), reg.wrapped_count()), (0, 0));
     }
@@ -332,25 +315,22 @@ mod tests {
     }
 
     #[test]
-    fn credits_pass_tuples_without_the_bucket_and_unspent_ones_do_not_count() {
+    fn batches_are_granted_and_counted() {
         let mut reg = Reg::new();
         // 1,000,000/s for one holder: batches of 1000 tokens.
         query_with_nodes(&mut reg, 1, 1, &[10], 1_000_000);
-        assert_eq!(reg.take(10, 0), 0);
-        for _ in 0..999 {
-            assert!(reg.spend_credit(10, 0));
-        }
-        assert!(!reg.spend_credit(10, 0), "the batch is used up");
-        assert_eq!(reg.take(10, 0), 0);
-        assert!(reg.spend_credit(10, 0));
+        assert_eq!(reg.batch(10), 1000);
+        assert_eq!(reg.batch(99), 1);
+        let grant = reg.take(10, 0, reg.batch(10)).unwrap();
+        assert_eq!((grant.granted, grant.wait_nanos), (1000, 0));
         reg.add_sleep(10, 5);
-        // 2000 granted, 998 unspent: 1002 tuples passed.
+        let ended = reg.end_query(1).unwrap();
         assert_eq!(
-            reg.end_query(1),
-            Some(QueryTotals {
-                tuples: 1002,
+            ended.totals,
+            QueryTotals {
+                tuples: 1000,
                 slept_nanos: 5
-            })
+            }
         );
     }
 
@@ -374,7 +354,11 @@ mod tests {
         let mut dead = reg.abort_subxact(2);
         dead.sort_by_key(|d| d.0);
         assert_eq!(dead.len(), 2);
-        assert_eq!(dead[1].1.tuples, 1, "what query 3 passed is reported");
+        assert_eq!(
+            dead[1].1.totals.tuples, 1,
+            "what query 3 passed is reported"
+        );
+        assert_eq!(dead[1].1.keys, [30]);
         assert!(reg.real(10).is_some());
         assert_eq!((reg.real(20), reg.real(30)), (None, None));
         assert_eq!(reg.clear().len(), 1);
@@ -402,8 +386,7 @@ mod tests {
         assert!(!reg.wrap(1, 9, 0, "x"));
         reg.begin_query(9, 1);
         assert!(!reg.wrap(1, 9, 0, "x"), "bucket 0 does not exist yet");
-        assert!(reg.spend_credit(12345, 0));
-        assert_eq!(reg.take(12345, 0), 0);
+        assert_eq!(reg.take(12345, 0, 1), None);
         assert_eq!(reg.end_query(8), None);
     }
 }

@@ -2,8 +2,19 @@
 //! `ExecProcNode` and of a throttled filter's evaluation function. Each
 //! calls the real function and then lets `crate::throttle` pace the tuple;
 //! they hold no state of their own.
+//!
+//! The per-tuple path is kept as cheap as a C extension's: for a wrapped
+//! thing with a hot slot, the wrapper finds its real function and spends a
+//! credit with plain loads and stores, and calls the real function
+//! directly, without pgrx's guard (which saves the registers for a
+//! `sigsetjmp` on every call). An ERROR raised by the real function then
+//! longjmps through the wrapper's frame, which is allowed because that frame
+//! holds nothing to drop (integers and raw pointers only) and no
+//! `catch_unwind`, exactly like a C function's frame. Everything that can
+//! raise an ERROR or panic on our side (taking tokens, sleeping, the
+//! registry) runs in functions behind pgrx's guard.
 use pgrx::prelude::*;
-use pgsupport::exec_node::{self, EvalFn, ExecProcNodeFn};
+use pgsupport::exec_node::{self, EvalFn, ExecProcNodeFn, Slot};
 
 use crate::throttle::{self, Real};
 
@@ -21,35 +32,107 @@ fn lost_track() -> ! {
 }
 
 /// Returns what the real node returns, after pacing each tuple.
-#[pg_guard]
 unsafe extern "C-unwind" fn throttled_exec_proc_node(
     node: *mut pg_sys::PlanState,
 ) -> *mut pg_sys::TupleTableSlot {
     let key = node as usize;
-    let Some((Real::Node(real), hint)) = throttle::real(key) else {
+    let Some(i) = throttle::hot_find(key) else {
+        // SAFETY: called with the node we were called with.
+        return unsafe { guarded_exec_proc_node(node) };
+    };
+    // SAFETY: hot slot `i` holds the address of this node's real
+    // ExecProcNode, stored when the node was wrapped (never 0 for a slot
+    // whose key matched).
+    let real = unsafe { std::mem::transmute::<usize, ExecProcNodeFn>(throttle::hot_real(i)) };
+    // SAFETY: the node's own function with its node; see the module
+    // documentation for why no guard is needed around it.
+    let slot = unsafe { real(node) };
+    if Slot(slot).has_tuple() && !throttle::hot_spend(i, key) {
+        // SAFETY: a guarded function, called with a plain integer.
+        unsafe { guarded_pace(key) };
+    }
+    slot
+}
+
+/// The path for a node without a hot slot, through the registry.
+#[pg_guard]
+unsafe extern "C-unwind" fn guarded_exec_proc_node(
+    node: *mut pg_sys::PlanState,
+) -> *mut pg_sys::TupleTableSlot {
+    let key = node as usize;
+    let Some((Real::Node(real), _)) = throttle::real(key) else {
         lost_track();
     };
-    // No registry borrow is held here: the real node runs the nodes below
-    // it, whose wrappers use the registry too.
     // SAFETY: `real` is the function this node had before we wrapped it,
-    // called with the node we were called with.
+    // called with its node, through pgrx's guard.
     let slot = unsafe { exec_node::call_real(real, node) };
     if slot.has_tuple() {
-        throttle::passed(key, hint);
+        throttle::pace(key);
     }
     slot.0
 }
 
+#[pg_guard]
+unsafe extern "C-unwind" fn guarded_pace(key: usize) {
+    throttle::pace(key);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn guarded_replace_filter(key: usize, real: usize) {
+    // SAFETY: `real` is the address of an evaluation function PostgreSQL
+    // itself just installed in the filter's ExprState.
+    let real = unsafe { std::mem::transmute::<usize, EvalFn>(real) };
+    throttle::replace_real(key, Real::Filter(real));
+}
+
 /// Evaluates the real filter, then paces the tuple it examined (whether
 /// the filter passed it or not).
-#[pg_guard]
 unsafe extern "C-unwind" fn throttled_filter(
     state: *mut pg_sys::ExprState,
     econtext: *mut pg_sys::ExprContext,
     is_null: *mut bool,
 ) -> pg_sys::Datum {
     let key = state as usize;
-    let Some((Real::Filter(real), hint)) = throttle::real(key) else {
+    let Some(i) = throttle::hot_find(key) else {
+        // SAFETY: called with our own arguments.
+        return unsafe { guarded_filter(state, econtext, is_null) };
+    };
+    // SAFETY: as in throttled_exec_proc_node, for the filter's evaluation
+    // function.
+    let real = unsafe { std::mem::transmute::<usize, EvalFn>(throttle::hot_real(i)) };
+    // SAFETY: the filter's own function with our arguments; see the module
+    // documentation for why no guard is needed around it.
+    let value = unsafe { real(state, econtext, is_null) };
+    // PostgreSQL's first-call functions (ExecInterpExprStillValid, JIT)
+    // install the final function in place of ours and call it: put ours
+    // back, and remember theirs as the real one.
+    // SAFETY: `state` is the ExprState just evaluated.
+    let now = unsafe { (*state).evalfunc };
+    if let Some(f) = now
+        && f as usize != FILTER as usize
+    {
+        // SAFETY: as above.
+        unsafe {
+            (*state).evalfunc = Some(FILTER);
+            guarded_replace_filter(key, f as usize);
+        }
+    }
+    if !throttle::hot_spend(i, key) {
+        // SAFETY: a guarded function, called with a plain integer.
+        unsafe { guarded_pace(key) };
+    }
+    value
+}
+
+/// The path for a filter without a hot slot, through the registry.
+#[pg_guard]
+unsafe extern "C-unwind" fn guarded_filter(
+    state: *mut pg_sys::ExprState,
+    econtext: *mut pg_sys::ExprContext,
+    is_null: *mut bool,
+) -> pg_sys::Datum {
+    let key = state as usize;
+    let Some((Real::Filter(real), _)) = throttle::real(key) else {
         lost_track();
     };
     // SAFETY: `real` is this filter's own evaluation function (or the one
@@ -59,6 +142,6 @@ unsafe extern "C-unwind" fn throttled_filter(
     if let Some(real) = replaced {
         throttle::replace_real(key, Real::Filter(real));
     }
-    throttle::passed(key, hint);
+    throttle::pace(key);
     value
 }

@@ -10,7 +10,7 @@
 //! takes tokens from the bucket and sleeps until they are due. [`end`]
 //! (executor end), [`abort_subxact`] and [`end_of_transaction`] forget the
 //! query; nothing carries over into the next statement.
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use governance::pacing::pacer::sleep_millis;
 use governance::pacing::{
@@ -92,6 +92,9 @@ static QUERIES: BackendCell<Vec<QueryState>> = BackendCell::new(Vec::new());
 /// How many entries `QUERIES` has: lets `end` return at once for every
 /// statement of an unthrottled session.
 static TRACKED: AtomicUsize = AtomicUsize::new(0);
+/// Set once a parallel worker has started its share of the leader's query
+/// (a worker runs one): any later query in it is a nested one.
+static WORKER_STARTED: AtomicBool = AtomicBool::new(false);
 
 /// The per-tuple path's view of what is wrapped: each wrapped node or
 /// filter's real function and the tokens it holds (credits, spent one per
@@ -148,6 +151,8 @@ pub fn hot_spend(i: usize, key: usize) -> bool {
 }
 
 fn hot_insert(key: usize, real: usize) {
+    // A slot left by a query whose end was missed must not outlive it.
+    hot_remove(key);
     if let Some(slot) = HOT.iter().find(|s| s.key.load(Ordering::Relaxed) == 0) {
         slot.real.store(real, Ordering::Relaxed);
         slot.credits.store(0, Ordering::Relaxed);
@@ -415,7 +420,7 @@ fn hide_segment_from_workers(query: usize, subxact: u32) {
 /// buckets; or, for a query nested in the worker's (a function's
 /// statement), or when the leader had no segment, on its own buckets.
 fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32) {
-    let nested = TRACKED.load(Ordering::Relaxed) > 0;
+    let nested = WORKER_STARTED.swap(true, Ordering::Relaxed);
     let found = if nested {
         Found::Local
     } else {

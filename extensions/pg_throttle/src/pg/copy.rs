@@ -142,14 +142,14 @@ unsafe fn as_query_form(
         if (*copy).attlist.is_null() {
             let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
             let rel = pg_sys::relation_open(relid, lock);
-            let desc = (*rel).rd_att;
-            for i in 0..usize::try_from((*desc).natts).unwrap_or(0) {
-                let att = (*desc).attrs.as_ptr().add(i);
-                if (*att).attisdropped || (*att).attgenerated != 0 {
+            let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+            for att in desc.iter() {
+                if att.attisdropped || att.attgenerated != 0 {
                     continue;
                 }
-                names.push(pg_sys::pstrdup((*att).attname.data.as_ptr()));
+                names.push(pg_sys::pstrdup(att.attname.data.as_ptr()));
             }
+            drop(desc);
             // Keep the lock: COPY takes the same one.
             pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         } else {

@@ -99,6 +99,19 @@ make_private_pg() {
     [[ -x "$source" ]] || die "PostgreSQL $version is not installed ($source); run scripts/setup"
     dest="$PRIVATE_PG_DIR/$version"
     stamp="$("$source" --version) $source"
+    # The wheels' programs (initdb, pg_ctl, pg_basebackup, psql) find libpq
+    # through the rpath $ORIGIN/../../../<wheel>.libs, which for the copy's
+    # pginstall/bin is target/pg/<wheel>.libs: put the wheel's libraries there.
+    if [[ "$version" != 15 ]]; then
+        local libs
+        for libs in "$(dirname "$(dirname "$(dirname "$(dirname "$source")")")")"/*.libs; do
+            if [[ -d "$libs" ]] && [[ ! -d "$PRIVATE_PG_DIR/$(basename "$libs")" ]]; then
+                mkdir -p "$PRIVATE_PG_DIR"
+                cp -a "$libs" "$PRIVATE_PG_DIR/"
+                chmod -R a+rX "$PRIVATE_PG_DIR/$(basename "$libs")"
+            fi
+        done
+    fi
     if [[ -f "$dest/.complete" ]] && [[ "$(cat "$dest/.complete")" == "$stamp" ]]; then
         return
     fi

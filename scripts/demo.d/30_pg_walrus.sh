@@ -27,7 +27,8 @@ while (($(date +%s) - start < 95)); do
 done
 elapsed=$(($(date +%s) - start))
 if ((rows == 0)); then
-    say "no resize within ${elapsed} s (the machine may be too slow to force two checkpoints in one interval)"
+    say "unexpected: no resize within ${elapsed} s (the machine may be too slow to force two checkpoints in one interval)"
+    exit 1
 else
     say "after ${elapsed} s of load the worker resized max_wal_size (walrus.history):"
 fi
@@ -40,6 +41,9 @@ grep -E "forced checkpoints over|WAL request threshold|current max_wal_size is|p
 
 say "with the load stopped, walrus.recommendation() explains why it keeps the size"
 sql -At -c "SELECT jsonb_pretty(walrus.recommendation() - 'cycle_wal_bytes' - 'interval_elapsed_ms')"
+
+say "growth never outruns the disk: the cap is walrus.max_wal_disk_fraction of what pg_wal can use on its filesystem"
+sql -At -c "SELECT 'server_role = ' || (s->>'server_role') || ', disk cap = ' || coalesce((s->'disk'->>'cap_mb') || ' MB', 'off') || ', pg_wal holds ' || pg_size_pretty((s->'disk'->>'pg_wal_bytes')::bigint) FROM walrus.status() s"
 
 say "Prometheus metrics (walrus.metrics(), excerpt)"
 sql -At -c "SELECT walrus.metrics()" | grep -E "^walrus_(max_wal_size_bytes|recommended_size_bytes|checkpoints_requested_total|changes_total|decisions_total)" || true

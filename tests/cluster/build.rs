@@ -6,7 +6,9 @@
 //!   (`PG_CONFIG`), for tests that only make sense on some versions;
 //! - `has_file_fdw`: file_fdw is installed in that PostgreSQL;
 //! - `has_pgbouncer`, `has_promtool`, `has_postgres_exporter`: the Debian
-//!   companions `scripts/setup` installs.
+//!   companions `scripts/setup` installs;
+//! - `is_root`: the tests run as root (needed to mount a small filesystem
+//!   for a test, e.g. a tmpfs for pg_wal).
 use std::path::Path;
 use std::process::Command;
 
@@ -39,8 +41,16 @@ fn main() {
         "has_pgbouncer",
         "has_promtool",
         "has_postgres_exporter",
+        "is_root",
     ] {
         println!("cargo::rustc-check-cfg=cfg({flag})");
+    }
+    if Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    {
+        println!("cargo::rustc-cfg=is_root");
     }
     // "PostgreSQL 15.18 (Debian ...)" -> 15
     if let Some(version) = pg_config("--version")

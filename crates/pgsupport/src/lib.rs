@@ -26,6 +26,10 @@
 //! - [`process`]: what kind of process this is (client backend, parallel
 //!   worker and its leader, background worker) and its slot number.
 //! - [`dsm`]: dynamic shared memory segments made for one query.
+//! - [`prometheus`]: the Prometheus text exposition every `metrics()`
+//!   function returns.
+//! - [`spi`]: read-only queries that assign no transaction id (they work on
+//!   a hot standby).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` line; the extensions allow
 //! `unsafe` only in their own `src/pg/` folder.
@@ -38,7 +42,9 @@ pub mod hook;
 pub mod local;
 pub mod privileged;
 pub mod process;
+pub mod prometheus;
 pub mod roles;
+pub mod spi;
 pub mod subxact;
 pub mod time;
 pub mod wait;

@@ -1,8 +1,6 @@
 //! SQL-callable Rust functions. The documented functions
 //! (`throttle_user_per_node` and friends) are SQL wrappers in `sql/api.sql`
 //! around [`throttle_store`].
-use std::fmt::Write as _;
-
 use governance::pacing::NodeKind;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -224,95 +222,88 @@ fn throttle_stats_reset(username: default!(Option<&str>, "NULL")) {
     }
 }
 
-/// Escapes a Prometheus label value (backslash, double quote, newline).
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// The statistics as Prometheus text exposition (format 0.0.4).
+/// The statistics as Prometheus text exposition (format 0.0.4), with the
+/// conventions of the other extensions' `metrics()` functions.
 #[pg_extern]
 fn throttle_metrics() -> String {
+    use pgsupport::prometheus::{Exposition, Kind};
     let users: Vec<(String, stats::UserRow)> = stats::user_rows()
         .into_iter()
         .filter(|r| may_see(r.role))
-        .filter_map(|r| Some((label_value(&roles::role_name(r.role)?), r)))
+        .filter_map(|r| Some((roles::role_name(r.role)?, r)))
         .collect();
     let sleeping = stats::waits()
         .into_iter()
         .filter(|w| may_see(w.role))
         .count();
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP pg_throttle_{name} {help}");
-        let _ = writeln!(out, "# TYPE pg_throttle_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "pg_throttle_{name}{labels} {value}");
-        }
-    };
-    let per_user = |f: &dyn Fn(&stats::UserRow) -> Option<f64>| -> Vec<(String, f64)> {
-        users
-            .iter()
-            .filter_map(|(name, r)| Some((format!("{{username=\"{name}\"}}"), f(r)?)))
-            .collect()
-    };
     let seconds = |ts: i64| (ts != 0).then(|| pgsupport::time::pg_to_unix_ms(ts) as f64 / 1000.0);
-    family(
-        "statistics_enabled",
-        "gauge",
+    let mut out = Exposition::new();
+    out.single(
+        "pg_throttle_statistics_enabled",
+        Kind::Gauge,
         "1 if statistics are kept (pg_throttle in shared_preload_libraries), else 0.",
-        vec![(String::new(), f64::from(u8::from(stats::available())))],
+        f64::from(u8::from(stats::available())),
     );
-    family(
-        "statements_total",
-        "counter",
-        "Statements throttled since the statistics reset.",
-        per_user(&|r| Some(r.statements as f64)),
-    );
-    family(
-        "tuples_total",
-        "counter",
-        "Tuples that passed throttled nodes (or were examined by throttled filters).",
-        per_user(&|r| Some(r.tuples as f64)),
-    );
-    family(
-        "sleep_seconds_total",
-        "counter",
-        "Time backends slept to hold the rate.",
-        per_user(&|r| Some(r.slept_us as f64 / 1e6)),
-    );
-    family(
-        "backends",
-        "gauge",
-        "Backends (including parallel workers) running a throttled query now.",
-        per_user(&|r| Some(f64::from(r.backends))),
-    );
-    family(
-        "last_throttled_timestamp_seconds",
-        "gauge",
-        "When a throttled statement last started (Unix time).",
-        per_user(&|r| seconds(r.last_throttled)),
-    );
-    family(
-        "stats_reset_timestamp_seconds",
-        "gauge",
-        "When the user's counters were last reset (Unix time).",
-        per_user(&|r| seconds(r.stats_reset)),
-    );
-    family(
-        "sleeping_backends",
-        "gauge",
+    type Value<'a> = &'a dyn Fn(&stats::UserRow) -> Option<f64>;
+    let per_user: [(&str, Kind, &str, Value<'_>); 6] = [
+        (
+            "pg_throttle_statements_total",
+            Kind::Counter,
+            "Statements throttled since the statistics reset.",
+            &|r| Some(r.statements as f64),
+        ),
+        (
+            "pg_throttle_tuples_total",
+            Kind::Counter,
+            "Tuples that passed throttled nodes (or were examined by throttled filters).",
+            &|r| Some(r.tuples as f64),
+        ),
+        (
+            "pg_throttle_sleep_seconds_total",
+            Kind::Counter,
+            "Time backends slept to hold the rate, summed over processes.",
+            &|r| Some(r.slept_us as f64 / 1e6),
+        ),
+        (
+            "pg_throttle_backends",
+            Kind::Gauge,
+            "Backends (including parallel workers) running a throttled query now.",
+            &|r| Some(f64::from(r.backends)),
+        ),
+        (
+            "pg_throttle_last_throttled_timestamp_seconds",
+            Kind::Gauge,
+            "When a throttled statement last started (Unix time).",
+            &|r| seconds(r.last_throttled),
+        ),
+        (
+            "pg_throttle_stats_reset_timestamp_seconds",
+            Kind::Gauge,
+            "When the user's counters were last reset (Unix time).",
+            &|r| seconds(r.stats_reset),
+        ),
+    ];
+    for (name, kind, help, value) in per_user {
+        out.family(name, kind, help);
+        for (user, row) in &users {
+            if let Some(v) = value(row) {
+                out.sample(name, &[("username", user)], v);
+            }
+        }
+    }
+    out.single(
+        "pg_throttle_sleeping_backends",
+        Kind::Gauge,
         "Backends sleeping for pg_throttle now.",
-        vec![(String::new(), sleeping as f64)],
+        sleeping as f64,
     );
-    family(
-        "untracked_statements_total",
-        "counter",
+    out.single(
+        "pg_throttle_untracked_statements_total",
+        Kind::Counter,
         "Throttled statements of users beyond the statistics table's capacity.",
-        vec![(String::new(), stats::untracked_statements() as f64)],
+        stats::untracked_statements() as f64,
     );
-    out
+    out.finish()
 }
 
 /// The backends pg_throttle holds asleep now, why, and since when.

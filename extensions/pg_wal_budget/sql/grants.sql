@@ -16,8 +16,12 @@ GRANT EXECUTE ON FUNCTION
     pwb.query_profiles(),
     pwb.recent_decisions(integer),
     pwb.scope_names(),
-    pwb.shmem_bytes()
+    pwb.shmem_bytes(),
+    pwb.waits(),
+    pwb.metrics()
 TO pwb_monitor;
+-- Monitoring systems usually connect as a pg_monitor member.
+GRANT EXECUTE ON FUNCTION pwb.metrics() TO pg_monitor;
 
 -- Tenant setters.
 GRANT EXECUTE ON FUNCTION pwb.set_tenant(text, boolean), pwb.clear_tenant(), pwb.current_tenant()

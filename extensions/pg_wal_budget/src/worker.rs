@@ -31,9 +31,8 @@ fn extension_ready() -> bool {
     })
 }
 
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pwb_profile_writer_main(_arg: pg_sys::Datum) {
+/// The worker's body (entered from `pg::worker_main`).
+pub fn run() {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = guc::profile_database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
@@ -47,7 +46,7 @@ pub extern "C-unwind" fn pwb_profile_writer_main(_arg: pg_sys::Datum) {
         }
     });
     // The worker's own writes are bookkeeping, not workload.
-    crate::backend::set_internal(true);
+    crate::session::set_process_internal();
     let mut loaded = false;
     let mut last_flush = Instant::now();
     loop {
@@ -74,8 +73,7 @@ pub extern "C-unwind" fn pwb_profile_writer_main(_arg: pg_sys::Datum) {
             break;
         }
         if BackgroundWorker::sighup_received() {
-            // SAFETY: re-reads the configuration file in this worker.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            pgsupport::guc::reload_configuration();
         }
     }
 }

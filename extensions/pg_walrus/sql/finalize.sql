@@ -27,22 +27,29 @@ BEGIN
 END
 $walrus_roles$;
 
--- Sizing decisions, newest first.
+-- Sizing decisions, newest first: walrus.history, and on a standby the
+-- decisions it made itself, which reach walrus.history after promotion.
 CREATE FUNCTION history()
 RETURNS TABLE ("timestamp" timestamptz, action text, old_size_mb integer, new_size_mb integer,
                forced_checkpoints bigint, reason text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT h."timestamp", h.action, h.old_size_mb, h.new_size_mb, h.forced_checkpoints, h.reason
-    FROM walrus.history AS h
-    ORDER BY h."timestamp" DESC, h.id DESC
+    SELECT d."timestamp", d.action, d.old_size_mb, d.new_size_mb, d.forced_checkpoints, d.reason
+    FROM (SELECT h."timestamp", h.action, h.old_size_mb, h.new_size_mb, h.forced_checkpoints,
+                 h.reason, h.id
+          FROM walrus.history AS h
+          UNION ALL
+          SELECT p."timestamp", p.action, p.old_size_mb, p.new_size_mb, p.forced_checkpoints,
+                 p.reason, NULL::bigint
+          FROM walrus.pending_history() AS p) AS d
+    ORDER BY d."timestamp" DESC, d.id DESC NULLS FIRST
 $$;
 
-REVOKE ALL ON FUNCTION status(), recommendation(), "analyze"(boolean), reset(), cleanup_history(),
-    metrics(), history() FROM PUBLIC;
+REVOKE ALL ON FUNCTION status(), recommendation(), "analyze"(boolean), reset(boolean), cleanup_history(),
+    metrics(), history(), pending_history() FROM PUBLIC;
 GRANT USAGE ON SCHEMA walrus TO walrus_monitor, walrus_admin;
 GRANT SELECT ON TABLE history TO walrus_monitor;
-GRANT EXECUTE ON FUNCTION status(), recommendation(), metrics(), history(), "analyze"(boolean)
-    TO walrus_monitor;
-GRANT EXECUTE ON FUNCTION reset(), cleanup_history() TO walrus_admin;
+GRANT EXECUTE ON FUNCTION status(), recommendation(), metrics(), history(), pending_history(),
+    "analyze"(boolean) TO walrus_monitor;
+GRANT EXECUTE ON FUNCTION reset(boolean), cleanup_history() TO walrus_admin;

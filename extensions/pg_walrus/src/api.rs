@@ -1,17 +1,23 @@
 //! SQL functions in schema `walrus`.
-use crate::engine::{self, Origin};
+//!
+//! The reading functions (`status`, `recommendation`, `analyze(false)`,
+//! `history`, `pending_history`, `metrics`) work the same on a primary and
+//! on a hot standby: they run read-only queries that assign no transaction
+//! id, and they say which role the server has (`server_role`).
+use crate::engine::{self, Context};
 use crate::guc::{self, ServerSettings};
-use crate::pg::shmem;
-use crate::state::Shared;
+use crate::metrics;
+use crate::pg::{server, shmem};
+use crate::state::{Record, Shared};
 use crate::stats;
-use governance::sizing::{Action, Counters, Evaluation, Settings};
+use governance::sizing::{Action, Counters, Evaluation, Origin, Settings};
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use pgsupport::privileged::{as_superuser, with_safe_search_path};
 use pgsupport::roles;
-use pgsupport::time::unix_ms;
+use pgsupport::time::{PG_EPOCH_OFFSET_US, iso8601_utc, unix_ms};
 use serde_json::{Value, json};
-use std::fmt::Write as _;
 
 /// Role allowed to apply changes manually, reset, and clean up history.
 pub const ADMIN_ROLE: &std::ffi::CStr = c"walrus_admin";
@@ -48,11 +54,44 @@ fn require_admin(what: &str) {
     }
 }
 
-fn read_server_and_counters() -> (ServerSettings, Option<Counters>) {
+/// A NULL argument is refused before anything happens.
+fn require_not_null<T>(value: Option<T>, function: &str, argument: &str, hint: &str) -> T {
+    match value {
+        Some(v) => v,
+        None => raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("argument \"{argument}\" of {function} must not be null"),
+            format!("{function} was called with {argument} => NULL."),
+            hint,
+        ),
+    }
+}
+
+/// A write a standby cannot make is refused before anything happens.
+fn require_primary(what: &str) {
+    if stats::in_recovery() {
+        raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("cannot {what} on a standby"),
+            String::from(
+                "walrus.history is replicated from the primary; a standby cannot change it.",
+            ),
+            "Run it on the primary.",
+        );
+    }
+}
+
+/// What the server is, for `server_role`.
+pub fn role_name(standby: bool) -> &'static str {
+    if standby { "standby" } else { "primary" }
+}
+
+/// The server settings and the counters for the server's role, read-only.
+pub fn read_server_and_counters(standby: bool) -> (ServerSettings, Counters) {
     with_safe_search_path(|| {
         let server =
             stats::server().unwrap_or_else(|e| error!("pg_walrus: could not read settings: {e}"));
-        let counters = stats::counters()
+        let counters = stats::counters_for(standby, false)
             .unwrap_or_else(|e| error!("pg_walrus: could not read statistics: {e}"));
         (server, counters)
     })
@@ -61,27 +100,10 @@ fn read_server_and_counters() -> (ServerSettings, Option<Counters>) {
 /// ISO-8601 UTC text of a Unix time in milliseconds (null for 0).
 fn iso(ms: u64) -> Value {
     if ms == 0 {
-        return Value::Null;
+        Value::Null
+    } else {
+        Value::String(iso8601_utc(ms))
     }
-    let secs = (ms / 1000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    Value::String(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    ))
 }
 
 /// Confidence (0-100) in a recommendation: 20 points per full interval seen
@@ -93,40 +115,47 @@ fn confidence(sh: &Shared, eval: Option<&Evaluation>, settings: &Settings) -> u6
     (full + partial).min(100)
 }
 
-struct Preview {
-    server: ServerSettings,
-    settings: Settings,
-    eval: Option<Evaluation>,
-    shared: Shared,
-    standby: bool,
+/// The sizer's view now, as if the current interval ended now.
+pub struct Preview {
+    pub server: ServerSettings,
+    pub settings: Settings,
+    pub eval: Option<Evaluation>,
+    pub shared: Shared,
+    pub standby: bool,
 }
 
-fn preview() -> Preview {
-    let (server, counters) = read_server_and_counters();
-    let settings = guc::settings(&server);
-    let shared = *shmem::SHARED.share();
-    let eval = counters.and_then(|c| {
+/// Previews the current interval. Without the preloaded library there is
+/// no worker state: no evaluation.
+pub fn preview() -> Preview {
+    let standby = stats::in_recovery();
+    let (server, counters) = read_server_and_counters(standby);
+    let shared = if shmem::available() {
+        *shmem::SHARED.share()
+    } else {
+        Shared::default()
+    };
+    let cap = (shared.disk.cap_mb > 0).then_some(shared.disk.cap_mb);
+    let settings = guc::settings_for(&server, standby, cap);
+    // A baseline taken in the other role measures other counters.
+    let eval = if shared.in_recovery == standby {
         shared
             .sizer
-            .preview(&settings, unix_ms(), c, server.max_wal_size_mb)
-    });
+            .preview(&settings, unix_ms(), counters, server.max_wal_size_mb)
+    } else {
+        None
+    };
     Preview {
         server,
         settings,
         eval,
         shared,
-        standby: counters.is_none(),
+        standby,
     }
 }
 
 fn recommendation_json(p: &Preview) -> Value {
     let current = p.server.max_wal_size_mb;
     let (action, recommended, reason) = match &p.eval {
-        None if p.standby => (
-            "none",
-            current,
-            String::from("server is in recovery: pg_walrus does not size a standby"),
-        ),
         None => (
             "none",
             current,
@@ -136,8 +165,13 @@ fn recommendation_json(p: &Preview) -> Value {
             "none",
             current,
             format!(
-                "walrus.enable is off ({} forced checkpoints so far)",
-                e.forced
+                "walrus.enable is off ({} forced {} so far)",
+                e.forced,
+                if p.standby {
+                    "restartpoints"
+                } else {
+                    "checkpoints"
+                }
             ),
         ),
         Some(e) => match &e.decision {
@@ -152,6 +186,7 @@ fn recommendation_json(p: &Preview) -> Value {
         "reason": reason,
         "confidence": confidence(&p.shared, p.eval.as_ref(), &p.settings),
         "algorithm": p.settings.algorithm.name(),
+        "server_role": role_name(p.standby),
     });
     if let Some(e) = &p.eval {
         v["forced_checkpoints"] = json!(e.forced);
@@ -172,30 +207,51 @@ fn recommendation() -> JsonB {
     JsonB(recommendation_json(&preview()))
 }
 
-/// The recommendation; with `apply => true` (walrus_admin) also carry it out
-/// under the worker's rules (dry run, cooldown, hourly limit), recorded in
-/// walrus.history.
+/// `{"analyzed": ..., "recommendation": {...}, "applied": ...}`; with
+/// `apply => true` (walrus_admin) also carry the recommendation out under
+/// the worker's rules (dry run, cooldown, hourly limit), recorded in
+/// walrus.history (on a standby: kept until promotion, as the worker's).
 #[pg_extern(volatile, parallel_unsafe)]
-fn analyze(apply: default!(bool, false)) -> JsonB {
+fn analyze(apply: default!(Option<bool>, false)) -> JsonB {
+    let apply = require_not_null(
+        apply,
+        "walrus.analyze()",
+        "apply",
+        "Use apply => false to see the recommendation, apply => true to carry it out.",
+    );
     require_preloaded("walrus.analyze()");
     if apply {
         require_admin("apply a max_wal_size change");
     }
     let p = preview();
-    let mut v = recommendation_json(&p);
-    v["applied"] = json!(false);
+    let recommendation = recommendation_json(&p);
+    let mut v = json!({
+        "analyzed": p.settings.enabled,
+        "recommendation": recommendation,
+        "applied": false,
+        "server_role": role_name(p.standby),
+    });
+    if !p.settings.enabled {
+        v["reason"] = json!("walrus.enable is off");
+        return JsonB(v);
+    }
     if !apply {
         return JsonB(v);
     }
     let Some(eval) = p.eval.clone() else {
         return JsonB(v);
     };
-    let Some(decision) = eval.decision.clone().filter(|_| p.settings.enabled) else {
+    let Some(decision) = eval.decision.clone() else {
         return JsonB(v);
     };
-    let recorded = engine::carry_out(decision, &eval, &p.settings, &p.server, Origin::Manual);
+    let ctx = Context {
+        settings: &p.settings,
+        server: &p.server,
+        origin: Origin::Analyze,
+    };
+    let recorded = engine::carry_out(decision, &eval, ctx);
     // The manual decision ends the worker's current interval.
-    if let Ok(Some(c)) = stats::counters() {
+    if let Ok(c) = stats::counters_for(p.standby, false) {
         shmem::SHARED.exclusive().sizer.rebaseline(c, unix_ms());
     }
     v["applied"] = json!(recorded.action.changes_size() && recorded.new_mb != recorded.old_mb);
@@ -204,66 +260,113 @@ fn analyze(apply: default!(bool, false)) -> JsonB {
     JsonB(v)
 }
 
-/// Settings, worker state, last check, last change and counters.
+/// Settings, worker state, last check, last change, counters, and the keys
+/// monitoring written for the public pg_walrus reads (at the top level).
 #[pg_extern(volatile, parallel_unsafe)]
 fn status() -> JsonB {
-    let (server, counters) = read_server_and_counters();
-    let settings = guc::settings(&server);
+    let standby = stats::in_recovery();
+    let (server, counters) = read_server_and_counters(standby);
+    let sh = if shmem::available() {
+        *shmem::SHARED.share()
+    } else {
+        Shared::default()
+    };
+    let cap = (sh.disk.cap_mb > 0).then_some(sh.disk.cap_mb);
+    let settings = guc::settings_for(&server, standby, cap);
+    let now = unix_ms();
+    let current = server.max_wal_size_mb;
+    let worker_running = shmem::available()
+        && sh.worker_pid > 0
+        && sh.state != crate::state::WorkerState::Stopped
+        && server::backend_alive(sh.worker_pid);
+    let cooldown_remaining_ms = match sh.sizer.last_change_ms() {
+        Some(t) if settings.cooldown_ms > 0 => (t + settings.cooldown_ms).saturating_sub(now),
+        _ => 0,
+    };
+    let changes_this_hour = sh.sizer.changes_last_hour(now);
     let mut v = json!({
-        "loaded": shmem::available(),
+        // The public pg_walrus' keys, same meanings and units.
         "enabled": settings.enabled,
+        "current_max_wal_size_mb": current,
+        "configured_maximum_mb": settings.max_mb,
+        "threshold": settings.threshold,
+        "checkpoint_timeout_sec": server.checkpoint_timeout_s,
+        "shrink_enabled": settings.shrink_enable,
+        "shrink_factor": settings.shrink_factor,
+        "shrink_intervals": settings.shrink_intervals,
+        "min_size_mb": settings.min_mb,
+        "worker_running": worker_running,
+        "last_check_time": iso(sh.last_check_ms),
+        "last_adjustment_time": iso(sh.last_change_ms),
+        "total_adjustments": sh.changes_applied,
+        "quiet_intervals": sh.sizer.quiet_intervals(),
+        "at_ceiling": current >= settings.max_mb,
+        "cooldown_sec": settings.cooldown_ms / 1000,
+        "max_changes_per_hour": settings.max_changes_per_hour,
+        "cooldown_active": cooldown_remaining_ms > 0,
+        "cooldown_remaining_sec": cooldown_remaining_ms.div_ceil(1000),
+        "changes_this_hour": changes_this_hour,
+        "hourly_window_start": iso(sh.sizer.hour_window_start(now).unwrap_or(0)),
+        "hourly_limit_reached": settings.max_changes_per_hour > 0
+            && changes_this_hour >= settings.max_changes_per_hour,
+        // Ours.
+        "loaded": shmem::available(),
         "dry_run": settings.dry_run,
         "algorithm": settings.algorithm.name(),
-        "current_size_mb": server.max_wal_size_mb,
-        "in_recovery": counters.is_none(),
-        "settings": {
-            "walrus.enable": settings.enabled,
-            "walrus.max_mb": settings.max_mb,
-            "walrus.min_size_mb": settings.min_mb,
-            "walrus.threshold": settings.threshold,
-            "walrus.shrink_enable": settings.shrink_enable,
-            "walrus.shrink_factor": settings.shrink_factor,
-            "walrus.shrink_intervals": settings.shrink_intervals,
-            "walrus.history_retention_days": guc::HISTORY_RETENTION_DAYS.get(),
-            "walrus.database": guc::database(),
-            "walrus.dry_run": settings.dry_run,
-            "walrus.cooldown_sec": settings.cooldown_ms / 1000,
-            "walrus.max_changes_per_hour": settings.max_changes_per_hour,
-            "walrus.algorithm": settings.algorithm.name(),
-            "walrus.naptime_override_ms": guc::NAPTIME_OVERRIDE_MS.get(),
-            "checkpoint_timeout_sec": server.checkpoint_timeout_s,
-            "checkpoint_completion_target": server.completion_target,
-            "wal_segment_size_mb": settings.segment_mb,
-            "interval_ms": settings.interval_ms,
-        },
+        "current_size_mb": current,
+        "in_recovery": standby,
+        "server_role": role_name(standby),
     });
-    if let Some(c) = counters {
-        v["checkpoints"] = json!({"requested": c.requested, "timed": c.timed});
-    }
+    v["settings"] = json!({
+        "walrus.enable": settings.enabled,
+        "walrus.max_mb": settings.max_mb,
+        "walrus.min_size_mb": settings.min_mb,
+        "walrus.threshold": settings.threshold,
+        "walrus.shrink_enable": settings.shrink_enable,
+        "walrus.shrink_factor": settings.shrink_factor,
+        "walrus.shrink_intervals": settings.shrink_intervals,
+        "walrus.history_retention_days": guc::HISTORY_RETENTION_DAYS.get(),
+        "walrus.database": guc::database(),
+        "walrus.dry_run": settings.dry_run,
+        "walrus.cooldown_sec": settings.cooldown_ms / 1000,
+        "walrus.max_changes_per_hour": settings.max_changes_per_hour,
+        "walrus.algorithm": settings.algorithm.name(),
+        "walrus.max_wal_disk_fraction": guc::MAX_WAL_DISK_FRACTION.get(),
+        "walrus.naptime_override_ms": guc::NAPTIME_OVERRIDE_MS.get(),
+        "checkpoint_timeout_sec": server.checkpoint_timeout_s,
+        "checkpoint_completion_target": server.completion_target,
+        "wal_segment_size_mb": settings.segment_mb,
+        "interval_ms": settings.interval_ms,
+    });
+    let points = if standby {
+        "restartpoints"
+    } else {
+        "checkpoints"
+    };
+    v[points] = json!({"requested": counters.requested, "timed": counters.timed});
     if !shmem::available() {
         v["worker"] = json!({"state": "not_loaded", "pid": null});
         return JsonB(v);
     }
-    let sh = *shmem::SHARED.share();
-    let now = unix_ms();
     v["worker"] = json!({
         "state": sh.state.name(),
-        "pid": if sh.worker_pid > 0 { json!(sh.worker_pid) } else { Value::Null },
+        "pid": if worker_running { json!(sh.worker_pid) } else { Value::Null },
         "started_at": iso(sh.started_ms),
         "baseline_taken": sh.sizer.has_baseline(),
     });
     v["last_check"] = iso(sh.last_check_ms);
     v["last_change"] = iso(sh.last_change_ms);
-    v["last_decision"] = if sh.last.action == 0 {
-        Value::Null
-    } else {
-        json!({
+    v["last_decision"] = match sh.last.action() {
+        None => Value::Null,
+        Some(action) => json!({
             "at": iso(sh.last.at_ms),
-            "action": sh.last.action().map(Action::as_str),
+            "action": action.as_str(),
             "old_size_mb": sh.last.old_mb,
             "new_size_mb": sh.last.new_mb,
             "forced_checkpoints": sh.last.forced,
-        })
+            "origin": sh.last.origin().map(Origin::as_str),
+            "server_role": role_name(sh.last.standby),
+        }),
     };
     v["last_interval"] = json!({
         "elapsed_ms": sh.last_interval_ms,
@@ -273,6 +376,21 @@ fn status() -> JsonB {
         "cycle_wal_bytes": sh.last_cycle_bytes,
         "needed_size_mb": sh.last_needed_mb,
     });
+    v["standby"] = json!({
+        "pending_decisions": sh.pending().len(),
+        "pending_dropped": sh.pending_dropped,
+        "promotions": sh.promotions,
+        "last_promotion": iso(sh.last_promotion_ms),
+    });
+    v["disk"] = json!({
+        "read": sh.disk.read,
+        "filesystem_bytes": sh.disk.disk.total_bytes,
+        "available_bytes": sh.disk.disk.available_bytes,
+        "pg_wal_bytes": sh.disk.disk.wal_bytes,
+        "cap_mb": if sh.disk.cap_mb > 0 { json!(sh.disk.cap_mb) } else { Value::Null },
+        "at_cap": sh.disk.cap_mb > 0 && current >= sh.disk.cap_mb,
+        "read_at": iso(sh.disk.read_ms),
+    });
     let mut counters = serde_json::Map::new();
     counters.insert("intervals".into(), json!(sh.intervals));
     counters.insert("decisions".into(), json!(sh.decisions));
@@ -280,31 +398,50 @@ fn status() -> JsonB {
         counters.insert(action.as_str().into(), json!(sh.count_of(*action)));
     }
     counters.insert("changes_applied".into(), json!(sh.changes_applied));
-    counters.insert(
-        "changes_last_hour".into(),
-        json!(sh.sizer.changes_last_hour(now)),
-    );
+    counters.insert("changes_last_hour".into(), json!(changes_this_hour));
     counters.insert("quiet_intervals".into(), json!(sh.sizer.quiet_intervals()));
     counters.insert("alter_system_failures".into(), json!(sh.alter_errors));
     counters.insert("history_failures".into(), json!(sh.history_errors));
+    counters.insert("disk_read_failures".into(), json!(sh.disk_errors));
     v["counters"] = Value::Object(counters);
     JsonB(v)
 }
 
 /// Forget the worker's baseline, window, quiet count, rate-limit history and
-/// counters; the next wake-up takes a fresh baseline.
+/// counters; the next wake-up takes a fresh baseline. `walrus.history` is
+/// kept unless `clear_history` (then every row is deleted, as the public
+/// pg_walrus' reset() does, and so are a standby's kept decisions).
 #[pg_extern(volatile, parallel_unsafe)]
-fn reset() -> bool {
+fn reset(clear_history: default!(Option<bool>, false)) -> bool {
+    let clear = require_not_null(
+        clear_history,
+        "walrus.reset()",
+        "clear_history",
+        "Use clear_history => false to keep walrus.history, true to delete it too.",
+    );
     require_admin("reset pg_walrus");
+    if clear {
+        require_primary("clear walrus.history");
+        let deleted = delete_all_history()
+            .unwrap_or_else(|e| error!("pg_walrus: clearing history failed: {e}"));
+        pgrx::log!("pg_walrus: walrus.reset(clear_history => true) deleted {deleted} history rows");
+    }
     if !shmem::available() {
         return false;
     }
     let mut sh = shmem::SHARED.exclusive();
-    let (pid, state, started) = (sh.worker_pid, sh.state, sh.started_ms);
+    let kept = *sh;
     *sh = Shared::default();
-    sh.worker_pid = pid;
-    sh.state = state;
-    sh.started_ms = started;
+    sh.worker_pid = kept.worker_pid;
+    sh.state = kept.state;
+    sh.started_ms = kept.started_ms;
+    sh.in_recovery = kept.in_recovery;
+    sh.disk = kept.disk;
+    if !clear {
+        sh.pending = kept.pending;
+        sh.pending_len = kept.pending_len;
+        sh.pending_dropped = kept.pending_dropped;
+    }
     true
 }
 
@@ -327,148 +464,72 @@ pub fn delete_expired_history() -> Result<i64, pgrx::spi::Error> {
     })
 }
 
+/// Delete every history row (`walrus.reset(clear_history => true)`), as
+/// [`delete_expired_history`] does for expired ones.
+fn delete_all_history() -> Result<i64, pgrx::spi::Error> {
+    as_superuser(|| {
+        Spi::get_one::<i64>(
+            "WITH gone AS (DELETE FROM walrus.history AS h RETURNING 1) \
+             SELECT pg_catalog.count(*) FROM gone",
+        )
+        .map(|n| n.unwrap_or(0))
+    })
+}
+
 /// Delete history rows older than the retention period; returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
 fn cleanup_history() -> i64 {
     require_admin("clean up walrus.history");
+    require_primary("clean up walrus.history");
     delete_expired_history().unwrap_or_else(|e| error!("pg_walrus: history cleanup failed: {e}"))
+}
+
+/// The decisions a standby made that are not yet in walrus.history (they
+/// are written there after promotion), oldest first. Empty on a primary
+/// once they are written.
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn pending_history() -> TableIterator<
+    'static,
+    (
+        name!(timestamp, Option<TimestampWithTimeZone>),
+        name!(action, String),
+        name!(old_size_mb, i32),
+        name!(new_size_mb, i32),
+        name!(forced_checkpoints, i64),
+        name!(checkpoint_timeout_sec, i32),
+        name!(reason, String),
+        name!(metadata, JsonB),
+    ),
+> {
+    let records: Vec<Record> = if shmem::available() {
+        shmem::SHARED.share().pending().to_vec()
+    } else {
+        Vec::new()
+    };
+    TableIterator::new(records.into_iter().map(|r| {
+        let micros = i64::try_from(r.at_ms)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000)
+            .saturating_sub(PG_EPOCH_OFFSET_US);
+        (
+            TimestampWithTimeZone::try_from(micros).ok(),
+            r.action()
+                .map(Action::as_str)
+                .unwrap_or("skipped")
+                .to_string(),
+            i32::try_from(r.old_mb).unwrap_or(i32::MAX),
+            i32::try_from(r.new_mb).unwrap_or(i32::MAX),
+            i64::try_from(r.forced).unwrap_or(i64::MAX),
+            i32::try_from(r.checkpoint_timeout_s).unwrap_or(i32::MAX),
+            r.reason().to_string(),
+            JsonB(engine::payload(&r)),
+        )
+    }))
 }
 
 /// Prometheus text exposition of pg_walrus' state.
 #[pg_extern(volatile, parallel_unsafe)]
 fn metrics() -> String {
-    let (server, counters) = read_server_and_counters();
-    let settings = guc::settings(&server);
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
-        let _ = writeln!(out, "# HELP walrus_{name} {help}");
-        let _ = writeln!(out, "# TYPE walrus_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "walrus_{name}{labels} {value}");
-        }
-    };
-    metric(
-        "max_wal_size_bytes",
-        "gauge",
-        "Current max_wal_size.",
-        &[("", (server.max_wal_size_mb * 1_048_576) as f64)],
-    );
-    if let Some(c) = counters {
-        metric(
-            "checkpoints_requested_total",
-            "counter",
-            "Requested (forced) checkpoints since the statistics reset.",
-            &[("", c.requested as f64)],
-        );
-        metric(
-            "checkpoints_timed_total",
-            "counter",
-            "Timed checkpoints since the statistics reset.",
-            &[("", c.timed as f64)],
-        );
-    }
-    metric(
-        "enabled",
-        "gauge",
-        "1 if walrus.enable is on.",
-        &[("", f64::from(u8::from(settings.enabled)))],
-    );
-    metric(
-        "dry_run",
-        "gauge",
-        "1 if walrus.dry_run is on.",
-        &[("", f64::from(u8::from(settings.dry_run)))],
-    );
-    if !shmem::available() {
-        metric(
-            "worker_up",
-            "gauge",
-            "1 if the pg_walrus worker is running.",
-            &[("", 0.0)],
-        );
-        return out;
-    }
-    let sh = *shmem::SHARED.share();
-    let recommended = counters
-        .and_then(|c| {
-            sh.sizer
-                .preview(&settings, unix_ms(), c, server.max_wal_size_mb)
-        })
-        .and_then(|e| e.decision.map(|d| d.new_mb))
-        .unwrap_or(server.max_wal_size_mb);
-    metric(
-        "recommended_size_bytes",
-        "gauge",
-        "max_wal_size pg_walrus would set now.",
-        &[("", (recommended * 1_048_576) as f64)],
-    );
-    metric(
-        "worker_up",
-        "gauge",
-        "1 if the pg_walrus worker is running.",
-        &[("", f64::from(u8::from(sh.worker_pid > 0)))],
-    );
-    metric(
-        "wal_rate_bytes_per_second",
-        "gauge",
-        "WAL written per second over the last full interval.",
-        &[("", sh.last_wal_rate_bps as f64)],
-    );
-    metric(
-        "cycle_wal_bytes",
-        "gauge",
-        "WAL of the last interval scaled to one checkpoint_timeout.",
-        &[("", sh.last_cycle_bytes as f64)],
-    );
-    metric(
-        "intervals_total",
-        "counter",
-        "Full intervals evaluated.",
-        &[("", sh.intervals as f64)],
-    );
-    metric(
-        "quiet_intervals",
-        "gauge",
-        "Consecutive intervals without forced checkpoints.",
-        &[("", f64::from(sh.sizer.quiet_intervals()))],
-    );
-    let labels: Vec<(String, u64)> = Action::ALL
-        .iter()
-        .map(|a| (format!("{{action=\"{}\"}}", a.as_str()), sh.count_of(*a)))
-        .collect();
-    let samples: Vec<(&str, f64)> = labels
-        .iter()
-        .map(|(l, n)| (l.as_str(), *n as f64))
-        .collect();
-    metric(
-        "decisions_total",
-        "counter",
-        "Recorded decisions by action.",
-        &samples,
-    );
-    metric(
-        "changes_total",
-        "counter",
-        "Changes of max_wal_size applied.",
-        &[("", sh.changes_applied as f64)],
-    );
-    metric(
-        "skips_total",
-        "counter",
-        "Changes skipped by rate limits or a refused ALTER SYSTEM.",
-        &[("", sh.count_of(Action::Skipped) as f64)],
-    );
-    metric(
-        "last_decision_timestamp_seconds",
-        "gauge",
-        "Unix time of the last recorded decision (0 = none).",
-        &[("", sh.last.at_ms as f64 / 1000.0)],
-    );
-    metric(
-        "last_change_timestamp_seconds",
-        "gauge",
-        "Unix time of the last applied change (0 = none).",
-        &[("", sh.last_change_ms as f64 / 1000.0)],
-    );
-    out
+    metrics::exposition()
 }

@@ -31,6 +31,7 @@ pub static MAX_CHANGES_PER_HOUR: GucSetting<i32> = GucSetting::<i32>::new(4);
 pub static ALGORITHM: GucSetting<AlgorithmGuc> =
     GucSetting::<AlgorithmGuc>::new(AlgorithmGuc::WalRate);
 pub static NAPTIME_OVERRIDE_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static MAX_WAL_DISK_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 
 /// Register the GUCs (any process that loads the library).
 pub fn init() {
@@ -126,15 +127,17 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    // A plain number of seconds, as its name says and as the public
+    // pg_walrus has it: SHOW prints 300, not 5min.
     GucRegistry::define_int_guc(
         c"walrus.cooldown_sec",
-        c"Minimum time between two changes of max_wal_size.",
+        c"Minimum seconds between two changes of max_wal_size (0 = no cooldown).",
         c"Changes blocked by it are recorded as skipped.",
         &COOLDOWN_SEC,
         0,
         86400,
         GucContext::Sighup,
-        GucFlags::UNIT_S,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"walrus.max_changes_per_hour",
@@ -163,6 +166,16 @@ pub fn init() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_float_guc(
+        c"walrus.max_wal_disk_fraction",
+        c"Largest share of the WAL filesystem max_wal_size may take (0 = no disk cap).",
+        c"The share is of what pg_wal holds plus the space still available on its filesystem; growth stops there and a larger size is brought down to it (recorded as capped).",
+        &MAX_WAL_DISK_FRACTION,
+        0.0,
+        1.0,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     // Reserving the prefix makes typos such as `walrus.tresholds` an error.
     pgsupport::guc::reserve_prefix(c"walrus");
@@ -204,7 +217,18 @@ pub fn interval_ms(server: &ServerSettings) -> u64 {
     }
 }
 
-/// Build the core's settings from the GUCs and the server values.
+/// Build the core's settings from the GUCs and the server values, for a
+/// primary (or a standby when `standby`), with the disk cap `disk_cap_mb`.
+pub fn settings_for(server: &ServerSettings, standby: bool, disk_cap_mb: Option<u64>) -> Settings {
+    Settings {
+        standby,
+        disk_cap_mb,
+        ..settings(server)
+    }
+}
+
+/// Build the core's settings from the GUCs and the server values (a
+/// primary, no disk cap: see [`settings_for`]).
 pub fn settings(server: &ServerSettings) -> Settings {
     Settings {
         enabled: ENABLE.get(),
@@ -222,5 +246,7 @@ pub fn settings(server: &ServerSettings) -> Settings {
         dry_run: DRY_RUN.get(),
         cooldown_ms: COOLDOWN_SEC.get().max(0) as u64 * 1000,
         max_changes_per_hour: MAX_CHANGES_PER_HOUR.get().max(0) as u32,
+        disk_cap_mb: None,
+        standby: false,
     }
 }

@@ -15,10 +15,13 @@
 use pgrx::prelude::*;
 
 mod api;
+mod disk;
 mod engine;
 mod guc;
+mod metrics;
 #[allow(unsafe_code)]
 mod pg;
+mod promotion;
 mod state;
 mod stats;
 mod worker;

@@ -41,6 +41,7 @@ pub struct ClusterBuilder {
     shared_preload: Vec<String>,
     session_preload: Vec<String>,
     settings: Vec<(String, String)>,
+    wal_dir: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -62,6 +63,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Puts the cluster's WAL in `dir` (`initdb --waldir`; `pg_wal` becomes a
+    /// symbolic link to it). `dir` must not exist or be empty, and its parent
+    /// must be writable by the server user.
+    pub fn wal_dir(mut self, dir: &Path) -> Self {
+        self.wal_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// initdb's and starts the cluster; panics with the server log on failure.
     pub fn start(self) -> Cluster {
         Cluster::create(self)
@@ -73,6 +82,9 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     bindir: PathBuf,
     port: u16,
+    /// For a standby made by [`Cluster::start_standby`]: its name
+    /// (`application_name` and physical replication slot on the primary).
+    standby_name: Option<String>,
 }
 
 impl Cluster {
@@ -96,10 +108,12 @@ impl Cluster {
             dir,
             bindir,
             port: free_port(),
+            standby_name: None,
         };
 
         let data = cluster.data_dir();
-        run_checked(cluster.server_user_command("initdb").args([
+        let mut initdb = cluster.server_user_command("initdb");
+        initdb.args([
             "-D",
             data.to_str().unwrap(),
             "-U",
@@ -109,7 +123,11 @@ impl Cluster {
             "-E",
             "UTF8",
             "--locale=C",
-        ]));
+        ]);
+        if let Some(wal_dir) = &builder.wal_dir {
+            initdb.arg(format!("--waldir={}", wal_dir.display()));
+        }
+        run_checked(&mut initdb);
         let mut conf = format!(
             "\n# cluster test harness\nport = {}\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{}'\nfsync = off\nlogging_collector = off\n",
@@ -336,6 +354,260 @@ impl Drop for Cluster {
         // as a normal user, it is ours anyway. TempDir removes it next.
     }
 }
+
+/// Streaming replication: any cluster can be a primary (initdb's defaults
+/// allow replication connections from 127.0.0.1 and `wal_level = replica`);
+/// [`Cluster::start_standby`] makes a hot standby of it with
+/// `pg_basebackup -R -X stream` and a physical replication slot. The standby
+/// is a [`Cluster`] of its own (own directory, port and log), stopped and
+/// removed when dropped. Every wait polls for a positive signal (a position
+/// reached, a state shown) and panics with the logs at its deadline.
+///
+/// ```no_run
+/// use cluster_tests::{Cluster, REPLICATION_WAIT};
+/// let primary = Cluster::builder().shared_preload("pg_walrus").start();
+/// let standby = primary.start_standby("standby1");
+/// primary.connect().batch_execute("CREATE TABLE t AS SELECT 1 AS x").unwrap();
+/// primary.wait_for_replay(&standby, REPLICATION_WAIT);
+/// standby.pause_replay();
+/// standby.resume_replay();
+/// standby.promote();
+/// ```
+impl Cluster {
+    /// Starts a streaming hot standby of this (running) cluster named `name`
+    /// (letters, digits and `_`): its `application_name` in
+    /// `pg_stat_replication` and the name of its physical replication slot
+    /// on this cluster. Returns once the standby accepts connections and
+    /// this cluster shows it streaming.
+    pub fn start_standby(&self, name: &str) -> Cluster {
+        self.start_standby_with(name, &[])
+    }
+
+    /// Like [`Cluster::start_standby`], with `postgresql.conf` lines added
+    /// to the standby's copy of this cluster's configuration (it inherits
+    /// `shared_preload_libraries` and every other setting, and
+    /// `postgresql.auto.conf` as `pg_basebackup` copies it).
+    pub fn start_standby_with(&self, name: &str, settings: &[(&str, &str)]) -> Cluster {
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "standby names are slot names: lower-case letters, digits, _ ({name:?})"
+        );
+        let parent = self.dir.path().parent().unwrap().to_path_buf();
+        let dir = tempfile::Builder::new()
+            .prefix("pggov-cluster-")
+            .tempdir_in(parent)
+            .unwrap();
+        give_to_server_user(dir.path());
+        let mut standby = Cluster {
+            dir,
+            bindir: self.bindir.clone(),
+            port: free_port(),
+            standby_name: Some(name.to_string()),
+        };
+        let data = standby.data_dir();
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=postgres application_name={name}",
+            self.port
+        );
+        let output = standby
+            .server_user_command("pg_basebackup")
+            .args(["-d", &conninfo, "-D", data.to_str().unwrap()])
+            .args(["-R", "-X", "stream", "-C", "-S", name])
+            .args(["--checkpoint=fast", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pg_basebackup of standby {name} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        // The copied postgresql.conf names the primary's port and socket
+        // directory; later lines win.
+        let mut conf = format!(
+            "\n# standby {name} (cluster test harness)\nport = {}\nunix_socket_directories = '{}'\n",
+            standby.port,
+            standby.dir.path().display()
+        );
+        for (setting, value) in settings {
+            conf.push_str(&format!("{setting} = '{}'\n", value.replace('\'', "''")));
+        }
+        append_as_server_user(&data.join("postgresql.conf"), &conf);
+        for _attempt in 1..3 {
+            match standby.try_start_server() {
+                Ok(()) => {
+                    self.wait_for_streaming(&standby, REPLICATION_WAIT);
+                    return standby;
+                }
+                Err(e) if e.contains("could not bind") || e.contains("already in use") => {
+                    standby.port = free_port();
+                    let line = format!("port = {}\n", standby.port);
+                    append_as_server_user(&data.join("postgresql.conf"), &line);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        standby.start_server();
+        self.wait_for_streaming(&standby, REPLICATION_WAIT);
+        standby
+    }
+
+    /// The standby's name (None for a cluster not made by
+    /// [`Cluster::start_standby`]).
+    pub fn standby_name(&self) -> Option<&str> {
+        self.standby_name.as_deref()
+    }
+
+    /// Whether the server is in recovery (`pg_is_in_recovery()`).
+    pub fn in_recovery(&self) -> bool {
+        self.connect()
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .unwrap()
+            .get(0)
+    }
+
+    /// The WAL written so far on a primary (`pg_current_wal_lsn()`), in
+    /// bytes since 0/0.
+    pub fn current_wal_lsn(&self) -> u64 {
+        self.lsn_query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+    }
+
+    /// The WAL a standby has replayed (`pg_last_wal_replay_lsn()`), in
+    /// bytes since 0/0 (0 before anything was replayed).
+    pub fn replay_lsn(&self) -> u64 {
+        self.lsn_query(
+            "SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint, 0)",
+        )
+    }
+
+    fn lsn_query(&self, sql: &str) -> u64 {
+        let lsn: i64 = self.connect().query_one(sql, &[]).unwrap().get(0);
+        u64::try_from(lsn).unwrap()
+    }
+
+    /// Waits until this primary shows `standby` streaming in
+    /// `pg_stat_replication`.
+    pub fn wait_for_streaming(&self, standby: &Cluster, timeout: Duration) {
+        let name = standby.standby_name().expect("a standby").to_string();
+        let mut client = self.connect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let streaming: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication
+                     WHERE application_name = $1 AND state = 'streaming'",
+                    &[&name],
+                )
+                .unwrap()
+                .get(0);
+            if streaming > 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "standby {name} not streaming after {timeout:?}\nprimary log:\n{}\nstandby log:\n{}",
+                self.log(),
+                standby.log()
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `standby` has replayed all WAL this primary has written
+    /// up to now (its `pg_last_wal_replay_lsn()` reaches this cluster's
+    /// `pg_current_wal_lsn()` taken at the call).
+    pub fn wait_for_replay(&self, standby: &Cluster, timeout: Duration) {
+        let target = self.current_wal_lsn();
+        standby.wait_for_replay_of(target, timeout);
+    }
+
+    /// Waits until this standby has replayed WAL up to `lsn` (bytes since
+    /// 0/0, as [`Cluster::current_wal_lsn`] returns).
+    pub fn wait_for_replay_of(&self, lsn: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let replayed = self.replay_lsn();
+            if replayed >= lsn {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "standby replayed up to {replayed}, not {lsn}, after {timeout:?}\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Pauses WAL replay on this standby (`pg_wal_replay_pause()`) and waits
+    /// until replay has really stopped (`pg_get_wal_replay_pause_state()`
+    /// is `paused`).
+    pub fn pause_replay(&self) {
+        let mut client = self.connect();
+        client
+            .batch_execute("SELECT pg_wal_replay_pause()")
+            .unwrap();
+        self.wait_for_pause_state(&mut client, "paused");
+    }
+
+    /// Resumes WAL replay on this standby and waits until it is no longer
+    /// paused.
+    pub fn resume_replay(&self) {
+        let mut client = self.connect();
+        client
+            .batch_execute("SELECT pg_wal_replay_resume()")
+            .unwrap();
+        self.wait_for_pause_state(&mut client, "not paused");
+    }
+
+    fn wait_for_pause_state(&self, client: &mut Client, wanted: &str) {
+        let deadline = Instant::now() + REPLICATION_WAIT;
+        loop {
+            let state: String = client
+                .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
+                .unwrap()
+                .get(0);
+            if state == wanted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replay pause state is {state:?}, not {wanted:?}\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby (`pg_ctl promote`) and waits until it is out
+    /// of recovery and accepts writes.
+    pub fn promote(&self) {
+        run_checked(self.server_user_command("pg_ctl").args([
+            "-D",
+            self.data_dir().to_str().unwrap(),
+            "-w",
+            "-t",
+            "90",
+            "promote",
+        ]));
+        let deadline = Instant::now() + REPLICATION_WAIT;
+        while self.in_recovery() {
+            assert!(
+                Instant::now() < deadline,
+                "still in recovery {REPLICATION_WAIT:?} after pg_ctl promote\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// How long the replication helpers wait for a standby to stream, replay
+/// or promote before failing (generous: a shared 2-core machine).
+pub const REPLICATION_WAIT: Duration = Duration::from_secs(120);
 
 /// A PgBouncer in front of a [`Cluster`], started as the server user with
 /// its own configuration in the cluster's directory; stopped when dropped.

@@ -100,3 +100,79 @@ fn dropping_the_cluster_stops_the_server() {
         "server stopped"
     );
 }
+
+/// A streaming standby replays the primary's WAL, a paused standby holds
+/// back while the primary goes on, resuming catches it up, and a promoted
+/// standby accepts writes; two standbys of one primary each get their slot.
+#[test]
+fn standbys_stream_pause_resume_and_promote() {
+    use cluster_tests::REPLICATION_WAIT;
+    let primary = Cluster::builder().start();
+    let one = primary.start_standby("one");
+    let two = primary.start_standby("two");
+    assert!(!primary.in_recovery());
+    assert!(one.in_recovery() && two.in_recovery());
+    assert_eq!(one.standby_name(), Some("one"));
+    let slots: i64 = primary
+        .connect()
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots
+             WHERE slot_type = 'physical' AND active AND slot_name IN ('one', 'two')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 2);
+
+    let mut writer = primary.connect();
+    writer
+        .batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .unwrap();
+    primary.wait_for_replay(&one, REPLICATION_WAIT);
+    let count = |c: &Cluster| -> i64 {
+        c.connect()
+            .query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(count(&one), 1);
+
+    // Paused: the primary's new rows reach the standby (streamed) but are
+    // not replayed.
+    one.pause_replay();
+    let paused_at = one.replay_lsn();
+    writer
+        .batch_execute("INSERT INTO t SELECT generate_series(2, 1000)")
+        .unwrap();
+    let written = primary.current_wal_lsn();
+    assert!(written > paused_at);
+    primary.wait_for_replay(&two, REPLICATION_WAIT);
+    assert_eq!(count(&two), 1000);
+    // The WAL is received while replay stays where it paused.
+    let mut standby = one.connect();
+    cluster_tests::wait_for(REPLICATION_WAIT, "the paused standby to receive", || {
+        let received: i64 = standby
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        received as u64 >= written
+    });
+    assert_eq!(one.replay_lsn(), paused_at);
+    assert_eq!(count(&one), 1);
+    one.resume_replay();
+    one.wait_for_replay_of(written, REPLICATION_WAIT);
+    assert_eq!(count(&one), 1000);
+
+    // Promotion: the standby leaves recovery and takes writes.
+    one.promote();
+    assert!(!one.in_recovery());
+    one.connect()
+        .batch_execute("INSERT INTO t VALUES (1001)")
+        .unwrap();
+    assert_eq!(count(&one), 1001);
+    // The other standby still follows the old primary.
+    assert!(two.in_recovery());
+}

@@ -6,6 +6,10 @@
 //! `CheckPointSegments - 1` segments past the redo segment, and timed when
 //! `checkpoint_timeout` passed since the last one; either moves the redo point
 //! to the insert position. Size changes apply at once (as a reload does).
+//!
+//! [`run_standby`] models a streaming standby of a primary that checkpoints
+//! on time: restartpoints can only start at a replayed checkpoint record, so
+//! the sizer must size for the restartpoint span, not one cycle.
 
 use super::checkpoint::checkpoint_segments;
 use super::sizer::{Counters, Settings, SizerState, Tick};
@@ -62,6 +66,102 @@ pub fn run(
                 timed += 1;
                 redo = lsn;
                 last_ckpt = second;
+            }
+        }
+        let tick = state.tick(s, second * 1000, counters(requested, timed, lsn), size);
+        let mut action = None;
+        if let Tick::Evaluated(e) = tick
+            && let Some(d) = e.decision
+        {
+            action = Some(d.action);
+            if d.action.changes_size() && d.new_mb != size {
+                size = d.new_mb;
+                state.record_change(second * 1000);
+            }
+        }
+        steps.push(Step {
+            forced: forced_here,
+            size_mb: size,
+            action,
+        });
+    }
+    steps
+}
+
+/// Run `intervals` intervals of a standby's sizer (with `s.standby`) that
+/// replays, at once, the WAL of a primary writing `bytes_per_sec(second)`
+/// and starting a checkpoint every `checkpoint_timeout` (its record arrives
+/// `checkpoint_completion_target` of a cycle later, with that start as redo
+/// point). The standby's checkpointer starts a restartpoint at the latest
+/// replayed checkpoint record when its WAL since the last restartpoint's
+/// redo point reaches `CheckPointSegments - 1` segments (forced; with no
+/// newer record the request is counted and skipped, as PostgreSQL 15 and 16
+/// count it) or `checkpoint_timeout` after its last one (timed; with no newer
+/// record it tries again 15 s later).
+pub fn run_standby(
+    s: &Settings,
+    start_mb: u64,
+    intervals: u32,
+    mut bytes_per_sec: impl FnMut(u64) -> u64,
+) -> Vec<Step> {
+    let mut state = SizerState::new();
+    let mut size = start_mb;
+    let seg = s.segment_mb.max(1) * MB;
+    let timeout_s = (s.checkpoint_timeout_ms / 1000).max(1);
+    let interval_s = (s.interval_ms / 1000).max(1);
+    let record_delay_s = ((timeout_s as f64) * s.completion_target.clamp(0.0, 1.0)) as u64;
+    let mut lsn = 0_u64;
+    // The primary's checkpoints: (record replayed at second, redo point).
+    let mut records: Vec<(u64, u64)> = Vec::new();
+    let mut latest_redo = 0_u64;
+    let (mut redo, mut next_timed) = (0_u64, timeout_s);
+    let (mut requested, mut timed) = (0_u64, 0_u64);
+    let mut last_segment = 0_u64;
+    let counters = |requested, timed, lsn| Counters {
+        requested,
+        timed,
+        wal_lsn: lsn,
+        stats_reset: 1,
+    };
+    state.tick(s, 0, counters(0, 0, 0), size);
+    let mut steps = Vec::new();
+    let mut second = 0_u64;
+    for _ in 0..intervals {
+        let mut forced_here = 0;
+        for _ in 0..interval_s {
+            second += 1;
+            lsn = lsn.saturating_add(bytes_per_sec(second));
+            if second % timeout_s == 0 {
+                records.push((second + record_delay_s, lsn));
+            }
+            while let Some(&(at, r)) = records.first()
+                && at <= second
+            {
+                latest_redo = r;
+                records.remove(0);
+            }
+            if second % (interval_s / 6).max(1) == 0 {
+                state.sample(second * 1000, lsn);
+            }
+            let cps = checkpoint_segments(size, s.segment_mb, s.completion_target);
+            let segment = lsn / seg;
+            let new_segment = segment > last_segment;
+            last_segment = segment;
+            if new_segment && segment >= redo / seg + cps - 1 && segment > redo / seg {
+                requested += 1;
+                forced_here += 1;
+                if latest_redo > redo {
+                    redo = latest_redo;
+                    next_timed = second + timeout_s;
+                }
+            } else if second >= next_timed {
+                if latest_redo > redo {
+                    timed += 1;
+                    redo = latest_redo;
+                    next_timed = second + timeout_s;
+                } else {
+                    next_timed = second + 15;
+                }
             }
         }
         let tick = state.tick(s, second * 1000, counters(requested, timed, lsn), size);
@@ -201,5 +301,30 @@ mod tests {
         let last = steps.last().unwrap().size_mb;
         assert!(last < peak, "{steps:?}");
         assert!(steps[12..].iter().all(|s| s.forced == 0), "{steps:?}");
+    }
+
+    #[test]
+    fn a_standby_sized_for_the_restartpoint_span_stops_forced_restartpoints() {
+        let mut s = settings(Algorithm::WalRate);
+        s.standby = true;
+        // 40 MB/s needs about 5 GB on a standby: above the default walrus.max.
+        s.max_mb = 64 * 1024;
+        for rate_mb in [1_u64, 3, 10, 40] {
+            let steps = run_standby(&s, 32, 40, |_| rate_mb * MB);
+            assert!(
+                steps[2..].iter().all(|st| st.forced == 0),
+                "{rate_mb} MB/s: {steps:?}"
+            );
+            assert!(!oscillates(&steps), "{rate_mb} MB/s: {steps:?}");
+            assert!(changes(&steps) <= 3, "{rate_mb} MB/s: {steps:?}");
+        }
+        // Sized for one cycle, as on a primary, restartpoints keep being
+        // forced: the span factor is what makes the difference.
+        s.standby = false;
+        let steps = run_standby(&s, 32, 40, |_| 3 * MB);
+        assert!(
+            steps[2..].iter().filter(|st| st.forced > 0).count() >= 5,
+            "{steps:?}"
+        );
     }
 }

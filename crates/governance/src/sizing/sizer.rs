@@ -5,8 +5,8 @@
 //! [`SizerState::tick`], and SQL functions preview it with
 //! [`SizerState::preview`] without changing it.
 
+use super::checkpoint::MAX_SIZE_MB;
 use super::strategy::{Algorithm, Inputs, Proposal, measured_need_mb, propose};
-use super::{MB, checkpoint::MAX_SIZE_MB};
 
 /// Full intervals of checkpoint-cycle WAL kept for the WAL-based strategies.
 pub const WINDOW: usize = 32;
@@ -38,6 +38,11 @@ pub struct Settings {
     pub cooldown_ms: u64,
     /// 0 means no hourly limit.
     pub max_changes_per_hour: u32,
+    /// The disk cap in MB (see [`super::disk`]); None: no cap.
+    pub disk_cap_mb: Option<u64>,
+    /// Sizing a standby for restartpoints (the counters are restartpoints
+    /// and the WAL position is the replay position).
+    pub standby: bool,
 }
 
 /// Cumulative server counters at one instant.
@@ -61,6 +66,18 @@ crate::sql_enum! {
         Capped = 3 => "capped",
         DryRun = 4 => "dry_run",
         Skipped = 5 => "skipped",
+    }
+}
+
+crate::sql_enum! {
+    /// Who made a decision (`metadata->>'origin'` in `walrus.history`).
+    pub enum Origin {
+        /// The background worker at the end of an interval.
+        Worker = 1 => "worker",
+        /// `walrus.analyze(apply => true)`.
+        Analyze = 2 => "analyze",
+        /// The worker carrying a known size over to a promoted standby.
+        Promotion = 3 => "promotion",
     }
 }
 
@@ -209,6 +226,18 @@ impl SizerState {
             .map(|i| self.changes[(next + MAX_CHANGES_PER_HOUR - 1 - i) % MAX_CHANGES_PER_HOUR])
             .filter(|&t| now_ms.saturating_sub(t) < HOUR_MS)
             .count() as u32
+    }
+
+    /// When the sliding hour of the hourly limit began: the oldest change
+    /// applied in the hour before `now_ms` (None: no change in that hour).
+    #[must_use]
+    pub fn hour_window_start(&self, now_ms: u64) -> Option<u64> {
+        let len = self.changes_len as usize;
+        let next = self.changes_next as usize;
+        (0..len)
+            .map(|i| self.changes[(next + MAX_CHANGES_PER_HOUR - 1 - i) % MAX_CHANGES_PER_HOUR])
+            .filter(|&t| now_ms.saturating_sub(t) < HOUR_MS)
+            .min()
     }
 
     /// Forget everything (as `walrus.reset()`): the next tick takes a baseline.
@@ -427,6 +456,8 @@ impl SizerState {
             segment_mb: s.segment_mb,
             completion_target: s.completion_target,
             window,
+            disk_cap_mb: s.disk_cap_mb,
+            standby: s.standby,
         }
     }
 
@@ -458,6 +489,9 @@ impl SizerState {
         let needed_mb = measured_need_mb(&inputs);
         self.quiet_intervals = quiet_before;
         let current = current_mb.min(MAX_SIZE_MB);
+        // Bringing the size down to the disk cap protects the disk: the rate
+        // limits do not hold it back.
+        let protective = matches!(proposal, Proposal::DiskCap { .. });
         let (intended, new_mb, reason) = match proposal {
             Proposal::Keep { reason } => {
                 return Evaluation {
@@ -487,6 +521,7 @@ impl SizerState {
                 reason,
             ),
             Proposal::Shrink { new_mb, reason } => (Action::Decrease, new_mb, reason),
+            Proposal::DiskCap { new_mb, reason } => (Action::Capped, new_mb, reason),
         };
         let mut decision = Decision {
             action: intended,
@@ -499,7 +534,7 @@ impl SizerState {
             if s.dry_run {
                 decision.action = Action::DryRun;
                 decision.reason = format!("dry run (walrus.dry_run): {}", decision.reason);
-            } else if let Some(limit) = self.rate_limited(s, now_ms) {
+            } else if !protective && let Some(limit) = self.rate_limited(s, now_ms) {
                 decision.action = Action::Skipped;
                 decision.reason = format!("{limit}; would have: {}", decision.reason);
             }
@@ -524,15 +559,86 @@ pub fn scale(value: u64, num: u64, den: u64) -> u64 {
     u64::try_from(r).unwrap_or(u64::MAX)
 }
 
-/// Bytes to whole MB, rounded up.
+/// A size a server applied at some time: its own last change, or the last
+/// applied decision another server recorded in `walrus.history`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownSize {
+    pub at_ms: u64,
+    pub size_mb: u64,
+}
+
+/// Where the size carried over to a promoted standby comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarrySource {
+    /// The standby's own last decision while in recovery.
+    Standby,
+    /// The last applied decision of the old primary (replicated in
+    /// `walrus.history`).
+    Primary,
+}
+
+/// The best size a just-promoted standby knows: the newer of its own last
+/// change and the old primary's last applied decision (its own on a tie).
 #[must_use]
-pub fn bytes_to_mb_ceil(bytes: u64) -> u64 {
-    bytes.div_ceil(MB)
+pub fn carry_over(
+    standby: Option<KnownSize>,
+    primary: Option<KnownSize>,
+) -> Option<(CarrySource, KnownSize)> {
+    match (standby, primary) {
+        (Some(s), Some(p)) if p.at_ms > s.at_ms => Some((CarrySource::Primary, p)),
+        (Some(s), _) => Some((CarrySource::Standby, s)),
+        (None, Some(p)) => Some((CarrySource::Primary, p)),
+        (None, None) => None,
+    }
+}
+
+/// The decision that carries `known` over to a promoted server whose size
+/// is `current_mb` (None when it already has that size). It is bounded by
+/// the ceiling (`walrus.max` and the disk cap: then `capped`) and honours
+/// dry run, but not the rate limits: it restores a size instead of
+/// reacting to a measurement. `why` names the source for the reason.
+#[must_use]
+pub fn carry_over_decision(
+    s: &Settings,
+    current_mb: u64,
+    known: KnownSize,
+    why: &str,
+) -> Option<Decision> {
+    let ceiling = super::strategy::Ceiling::of(s.max_mb, s.disk_cap_mb);
+    let floor = s.segment_mb.max(1).saturating_mul(2);
+    let wanted = known.size_mb.clamp(floor, MAX_SIZE_MB);
+    let new_mb = wanted.min(ceiling.mb);
+    let current = current_mb.min(MAX_SIZE_MB);
+    if new_mb == current {
+        return None;
+    }
+    let mut reason = format!("promotion: {why} set max_wal_size to {}MB", known.size_mb);
+    let intended = if new_mb < wanted {
+        reason.push_str(&format!("; capped at {}", ceiling.describe()));
+        Action::Capped
+    } else if new_mb > current {
+        Action::Increase
+    } else {
+        Action::Decrease
+    };
+    let mut decision = Decision {
+        action: intended,
+        intended,
+        old_mb: current,
+        new_mb,
+        reason,
+    };
+    if s.dry_run {
+        decision.action = Action::DryRun;
+        decision.reason = format!("dry run (walrus.dry_run): {}", decision.reason);
+    }
+    Some(decision)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::sizing::MB;
 
     /// Test settings: no cooldown and no hourly limit.
     pub(crate) fn settings(algorithm: Algorithm) -> Settings {
@@ -552,6 +658,8 @@ pub(crate) mod tests {
             dry_run: false,
             cooldown_ms: 0,
             max_changes_per_hour: 0,
+            disk_cap_mb: None,
+            standby: false,
         }
     }
 
@@ -719,7 +827,10 @@ pub(crate) mod tests {
             ]
         );
         // The window slides: an hour after the first change one more is allowed.
+        assert_eq!(st.hour_window_start(90_000), Some(30_000));
         assert_eq!(st.changes_last_hour(30_000 + HOUR_MS), 1);
+        assert_eq!(st.hour_window_start(30_000 + HOUR_MS), Some(60_000));
+        assert_eq!(st.hour_window_start(60_000 + HOUR_MS), None);
         assert!(st.rate_limited(&s, 30_000 + HOUR_MS).is_none());
     }
 
@@ -783,5 +894,79 @@ pub(crate) mod tests {
         assert_eq!(scale(u64::MAX, u64::MAX, 1), u64::MAX);
         assert_eq!(scale(10, 3, 0), 30);
         assert_eq!(scale(100, 30_000, 3_000), 1000);
+    }
+
+    #[test]
+    fn a_disk_cap_shrink_is_capped_and_not_held_back_by_the_rate_limits() {
+        let mut s = settings(Algorithm::WalRate);
+        s.cooldown_ms = 3_600_000;
+        s.max_changes_per_hour = 1;
+        let mut st = SizerState::new();
+        st.tick(&s, 0, c(0, 0), 512);
+        st.record_change(0);
+        s.disk_cap_mb = Some(128);
+        let d = decision(st.tick(&s, 30_000, c(0, 10), 512)).unwrap();
+        assert_eq!((d.action, d.old_mb, d.new_mb), (Action::Capped, 512, 128));
+        assert!(d.reason.contains("disk cap"), "{}", d.reason);
+        // Dry run still holds it back.
+        s.dry_run = true;
+        let d = decision(st.tick(&s, 60_000, c(0, 20), 512)).unwrap();
+        assert_eq!((d.action, d.intended), (Action::DryRun, Action::Capped));
+    }
+
+    #[test]
+    fn promotion_carries_the_newer_known_size() {
+        let own = KnownSize {
+            at_ms: 1_000,
+            size_mb: 320,
+        };
+        let old_primary = KnownSize {
+            at_ms: 2_000,
+            size_mb: 304,
+        };
+        assert_eq!(
+            carry_over(Some(own), Some(old_primary)),
+            Some((CarrySource::Primary, old_primary))
+        );
+        let later_own = KnownSize {
+            at_ms: 3_000,
+            ..own
+        };
+        assert_eq!(
+            carry_over(Some(later_own), Some(old_primary)),
+            Some((CarrySource::Standby, later_own))
+        );
+        assert_eq!(
+            carry_over(None, Some(old_primary)),
+            Some((CarrySource::Primary, old_primary))
+        );
+        assert_eq!(carry_over(None, None), None);
+
+        let mut s = settings(Algorithm::WalRate);
+        let d = carry_over_decision(&s, 32, old_primary, "the old primary").unwrap();
+        assert_eq!((d.action, d.old_mb, d.new_mb), (Action::Increase, 32, 304));
+        assert!(
+            d.reason.starts_with("promotion: the old primary"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(carry_over_decision(&s, 304, old_primary, "x"), None);
+        let d = carry_over_decision(&s, 1024, old_primary, "x").unwrap();
+        assert_eq!(d.action, Action::Decrease);
+        // Bounded by the ceiling.
+        s.disk_cap_mb = Some(128);
+        let d = carry_over_decision(&s, 32, old_primary, "x").unwrap();
+        assert_eq!((d.action, d.new_mb), (Action::Capped, 128));
+        s.dry_run = true;
+        let d = carry_over_decision(&s, 32, old_primary, "x").unwrap();
+        assert_eq!((d.action, d.intended), (Action::DryRun, Action::Capped));
+        // Nonsense sizes are clamped to PostgreSQL's range.
+        s.dry_run = false;
+        s.disk_cap_mb = None;
+        let tiny = KnownSize {
+            at_ms: 0,
+            size_mb: 0,
+        };
+        assert_eq!(carry_over_decision(&s, 32, tiny, "x"), None);
     }
 }

@@ -11,6 +11,19 @@
 //! - [`Algorithm::Percentile`]: like WAL rate but sized for the
 //!   [`PERCENTILE`]th percentile of the window, for bursty loads where sizing
 //!   for the rare peak would waste disk.
+//!
+//! Every strategy is bounded by the ceiling: `walrus.max`, or the disk cap
+//! (see [`super::disk`]) when that is lower. A size above the disk cap is
+//! brought down to it first, whatever the checkpoints say.
+//!
+//! On a standby the same strategies size `max_wal_size` for restartpoints.
+//! A restartpoint can only start at a checkpoint record replayed from the
+//! primary, whose redo point is up to `checkpoint_completion_target` of a
+//! cycle older than the record, and the standby's timed restartpoint may
+//! come up to one `checkpoint_timeout` after that record: the WAL past the
+//! standby's redo point, which is what forces a restartpoint, reaches up to
+//! [`standby_span_factor`] cycles. The measured strategies size for that
+//! span instead of one cycle.
 
 use super::checkpoint::{MAX_SIZE_MB, required_size_mb};
 
@@ -21,24 +34,33 @@ pub const HEADROOM: f64 = 1.5;
 /// Percentile of the window the percentile strategy sizes for.
 pub const PERCENTILE: u32 = 90;
 
-/// A sizing strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    Multiplicative,
-    WalRate,
-    Percentile,
+crate::sql_enum! {
+    /// A sizing strategy (the `walrus.algorithm` values).
+    pub enum Algorithm {
+        Multiplicative = 1 => "multiplicative",
+        WalRate = 2 => "wal_rate",
+        Percentile = 3 => "percentile",
+    }
 }
 
 impl Algorithm {
     /// The name used by `walrus.algorithm`.
     #[must_use]
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Multiplicative => "multiplicative",
-            Self::WalRate => "wal_rate",
-            Self::Percentile => "percentile",
-        }
+        self.as_str()
     }
+}
+
+/// How many checkpoint cycles of WAL a standby's restartpoint span reaches
+/// (see the module documentation): `2 + checkpoint_completion_target`.
+#[must_use]
+pub fn standby_span_factor(completion_target: f64) -> f64 {
+    let target = if completion_target.is_finite() {
+        completion_target.clamp(0.0, 1.0)
+    } else {
+        0.9
+    };
+    2.0 + target
 }
 
 /// What a strategy wants to do about one interval.
@@ -54,10 +76,13 @@ pub enum Proposal {
         capped: bool,
         reason: String,
     },
-    /// Already at or above `walrus.max` while the threshold was met.
+    /// Already at or above the ceiling while the threshold was met.
     AtCap { reason: String },
     /// Shrink to `new_mb`.
     Shrink { new_mb: u64, reason: String },
+    /// Above the disk cap: bring it down to `new_mb` (recorded as `capped`;
+    /// not held back by the rate limits).
+    DiskCap { new_mb: u64, reason: String },
 }
 
 /// The inputs a strategy looks at.
@@ -78,6 +103,10 @@ pub struct Inputs<'a> {
     /// Checkpoint-cycle WAL (bytes per `checkpoint_timeout`) of the recent
     /// full intervals, oldest first, the interval being judged included.
     pub window: &'a [u64],
+    /// The disk cap in MB (None: no cap).
+    pub disk_cap_mb: Option<u64>,
+    /// Sizing a standby for restartpoints.
+    pub standby: bool,
 }
 
 /// The `p`th percentile (nearest rank) of `values`; 0 for an empty slice.
@@ -108,27 +137,99 @@ pub fn measured_need_mb(inp: &Inputs<'_>) -> u64 {
     if cycle == 0 {
         return 0;
     }
-    required_size_mb(cycle, inp.segment_mb, inp.completion_target, HEADROOM)
+    let span = if inp.standby {
+        let scaled = (cycle as f64 * standby_span_factor(inp.completion_target)).ceil();
+        if scaled >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            scaled as u64
+        }
+    } else {
+        cycle
+    };
+    required_size_mb(span, inp.segment_mb, inp.completion_target, HEADROOM)
+}
+
+/// The ceiling growth stops at: `walrus.max`, or the disk cap when lower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ceiling {
+    pub mb: u64,
+    /// The disk cap is the binding limit.
+    pub disk: bool,
+}
+
+impl Ceiling {
+    #[must_use]
+    pub fn of(max_mb: u64, disk_cap_mb: Option<u64>) -> Ceiling {
+        let max_mb = max_mb.clamp(1, MAX_SIZE_MB);
+        match disk_cap_mb {
+            Some(cap) if cap < max_mb => Ceiling {
+                mb: cap,
+                disk: true,
+            },
+            _ => Ceiling {
+                mb: max_mb,
+                disk: false,
+            },
+        }
+    }
+
+    /// How a reason names it.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        if self.disk {
+            format!(
+                "the disk cap {}MB (walrus.max_wal_disk_fraction of the space pg_wal can use)",
+                self.mb
+            )
+        } else {
+            format!("walrus.max {}MB", self.mb)
+        }
+    }
+}
+
+/// "checkpoints" on a primary, "restartpoints" on a standby.
+fn points(inp: &Inputs<'_>) -> &'static str {
+    if inp.standby {
+        "restartpoints"
+    } else {
+        "checkpoints"
+    }
 }
 
 /// Decide what to do about one full interval.
 #[must_use]
 pub fn propose(inp: &Inputs<'_>) -> Proposal {
-    let max_mb = inp.max_mb.clamp(1, MAX_SIZE_MB);
+    if let Some(cap) = inp.disk_cap_mb
+        && inp.current_mb > cap
+    {
+        return Proposal::DiskCap {
+            new_mb: cap,
+            reason: format!(
+                "max_wal_size {}MB is above the disk cap {cap}MB (walrus.max_wal_disk_fraction of the space pg_wal can use)",
+                inp.current_mb
+            ),
+        };
+    }
+    let ceiling = Ceiling::of(inp.max_mb, inp.disk_cap_mb);
     let threshold = inp.threshold.max(1);
     if inp.forced >= threshold {
-        return propose_grow(inp, max_mb);
+        return propose_grow(inp, ceiling);
     }
     propose_shrink(inp)
 }
 
-fn propose_grow(inp: &Inputs<'_>, max_mb: u64) -> Proposal {
+fn propose_grow(inp: &Inputs<'_>, ceiling: Ceiling) -> Proposal {
     let current = inp.current_mb;
+    let max_mb = ceiling.mb;
+    let points = points(inp);
     if current >= max_mb {
         return Proposal::AtCap {
             reason: format!(
-                "{} forced checkpoints but max_wal_size {}MB is already at walrus.max {}MB",
-                inp.forced, current, max_mb
+                "{} forced {points} but max_wal_size {}MB is already at {}",
+                inp.forced,
+                current,
+                ceiling.describe()
             ),
         };
     }
@@ -136,7 +237,7 @@ fn propose_grow(inp: &Inputs<'_>, max_mb: u64) -> Proposal {
         Algorithm::Multiplicative => (
             current.saturating_mul(inp.forced.saturating_add(1)),
             format!(
-                "{} forced checkpoints >= threshold {}",
+                "{} forced {points} >= threshold {}",
                 inp.forced, inp.threshold
             ),
         ),
@@ -145,7 +246,7 @@ fn propose_grow(inp: &Inputs<'_>, max_mb: u64) -> Proposal {
             if need <= current {
                 return Proposal::Keep {
                     reason: format!(
-                        "{} forced checkpoints, but the measured WAL ({}) fits {}MB: not caused by WAL volume",
+                        "{} forced {points}, but the measured WAL ({}) fits {}MB: not caused by WAL volume",
                         inp.forced,
                         describe_cycle(inp),
                         current
@@ -155,7 +256,7 @@ fn propose_grow(inp: &Inputs<'_>, max_mb: u64) -> Proposal {
             (
                 need,
                 format!(
-                    "{} forced checkpoints >= threshold {}; {} needs {}MB",
+                    "{} forced {points} >= threshold {}; {} needs {}MB",
                     inp.forced,
                     inp.threshold,
                     describe_cycle(inp),
@@ -169,7 +270,10 @@ fn propose_grow(inp: &Inputs<'_>, max_mb: u64) -> Proposal {
             new_mb: max_mb,
             wanted_mb: wanted,
             capped: true,
-            reason: format!("{why}; capped at walrus.max {max_mb}MB (wanted {wanted}MB)"),
+            reason: format!(
+                "{why}; capped at {} (wanted {wanted}MB)",
+                ceiling.describe()
+            ),
         }
     } else {
         Proposal::Grow {
@@ -186,8 +290,9 @@ fn propose_shrink(inp: &Inputs<'_>) -> Proposal {
     if !inp.shrink_enable || inp.quiet_intervals < inp.shrink_intervals.max(1) {
         return Proposal::Keep {
             reason: format!(
-                "{} forced checkpoints < threshold {}; {} of {} quiet intervals before a shrink",
+                "{} forced {} < threshold {}; {} of {} quiet intervals before a shrink",
                 inp.forced,
+                points(inp),
                 inp.threshold.max(1),
                 inp.quiet_intervals,
                 inp.shrink_intervals.max(1)
@@ -234,6 +339,18 @@ fn propose_shrink(inp: &Inputs<'_>) -> Proposal {
 }
 
 fn describe_cycle(inp: &Inputs<'_>) -> String {
+    let cycle = describe_window(inp);
+    if inp.standby && inp.algorithm != Algorithm::Multiplicative {
+        format!(
+            "{cycle}, restartpoint span x{:.1}",
+            standby_span_factor(inp.completion_target)
+        )
+    } else {
+        cycle
+    }
+}
+
+fn describe_window(inp: &Inputs<'_>) -> String {
     match inp.algorithm {
         Algorithm::Multiplicative => String::from("unmeasured"),
         Algorithm::WalRate => format!(
@@ -273,6 +390,8 @@ mod tests {
             segment_mb: 16,
             completion_target: 0.9,
             window,
+            disk_cap_mb: None,
+            standby: false,
         }
     }
 
@@ -425,5 +544,65 @@ mod tests {
         i.forced = 0;
         i.quiet_intervals = u32::MAX;
         assert!(matches!(propose(&i), Proposal::Keep { .. }));
+    }
+
+    #[test]
+    fn the_disk_cap_bounds_growth_and_brings_a_larger_size_down() {
+        let window = [300 * MB];
+        let mut i = inputs(Algorithm::WalRate, &window);
+        i.forced = 5;
+        i.disk_cap_mb = Some(128);
+        match propose(&i) {
+            Proposal::Grow {
+                new_mb: 128,
+                capped: true,
+                reason,
+                ..
+            } => assert!(reason.contains("disk cap 128MB"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // walrus.max below the disk cap is the binding limit.
+        i.max_mb = 64;
+        match propose(&i) {
+            Proposal::Grow {
+                new_mb: 64, reason, ..
+            } => assert!(reason.contains("walrus.max 64MB"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A size above the cap comes down to it even when quiet or forced.
+        i.max_mb = 4096;
+        i.current_mb = 512;
+        assert!(matches!(propose(&i), Proposal::DiskCap { new_mb: 128, .. }));
+        i.forced = 0;
+        assert!(matches!(propose(&i), Proposal::DiskCap { new_mb: 128, .. }));
+        // At the cap with the threshold met: recorded as at the ceiling.
+        i.current_mb = 128;
+        i.forced = 3;
+        assert!(matches!(propose(&i), Proposal::AtCap { reason } if reason.contains("disk cap")));
+    }
+
+    #[test]
+    fn a_standby_sizes_for_the_restartpoint_span() {
+        let window = [30 * MB];
+        let mut i = inputs(Algorithm::WalRate, &window);
+        let primary = measured_need_mb(&i);
+        i.standby = true;
+        let standby = measured_need_mb(&i);
+        // The span is (2 + 0.9) cycles: 87 MB, with the headroom 130.5 MB.
+        assert!(cycle_capacity_bytes(standby, 16, 0.9) as f64 >= 30.0 * 2.9 * 1.5 * MB as f64);
+        assert!(standby > primary);
+        i.forced = 4;
+        match propose(&i) {
+            Proposal::Grow { reason, .. } => {
+                assert!(reason.starts_with("4 forced restartpoints"), "{reason}");
+                assert!(reason.contains("restartpoint span"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The multiplicative rule measures nothing: the same on both.
+        i.algorithm = Algorithm::Multiplicative;
+        assert_eq!(measured_need_mb(&i), 0);
+        assert_eq!(standby_span_factor(f64::NAN), 2.9);
+        assert_eq!(standby_span_factor(5.0), 3.0);
     }
 }

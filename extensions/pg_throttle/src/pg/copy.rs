@@ -10,18 +10,8 @@ use pgrx::prelude::*;
 
 use crate::throttle;
 
-type UtilityFn = unsafe extern "C-unwind" fn(
-    *mut pg_sys::PlannedStmt,
-    *const std::ffi::c_char,
-    bool,
-    pg_sys::ProcessUtilityContext::Type,
-    pg_sys::ParamListInfo,
-    *mut pg_sys::QueryEnvironment,
-    *mut pg_sys::DestReceiver,
-    *mut pg_sys::QueryCompletion,
-);
-
-static PREV: pgsupport::hook::Previous<UtilityFn> = pgsupport::hook::Previous::new();
+static PREV: pgsupport::hook::Previous<pg_sys::ProcessUtility_hook_type> =
+    pgsupport::hook::Previous::new();
 
 /// Installs the ProcessUtility hook; `_PG_init` only.
 pub fn install() {
@@ -29,7 +19,7 @@ pub fn install() {
     unsafe {
         PREV.install(
             std::ptr::addr_of_mut!(pg_sys::ProcessUtility_hook),
-            process_utility,
+            Some(process_utility),
         )
     };
 }
@@ -61,7 +51,7 @@ unsafe extern "C-unwind" fn process_utility(
     // arguments (the statement possibly replaced by an equivalent one),
     // through pgrx's FFI guard.
     unsafe {
-        match PREV.get() {
+        match PREV.get().flatten() {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
                 prev(
                     pstmt,

@@ -7,11 +7,8 @@ use pgsupport::hook::Previous;
 
 use crate::{config, throttle};
 
-type StartFn = unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc, i32);
-type EndFn = unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc);
-
-static PREV_EXECUTOR_START: Previous<StartFn> = Previous::new();
-static PREV_EXECUTOR_END: Previous<EndFn> = Previous::new();
+static PREV_EXECUTOR_START: Previous<pg_sys::ExecutorStart_hook_type> = Previous::new();
+static PREV_EXECUTOR_END: Previous<pg_sys::ExecutorEnd_hook_type> = Previous::new();
 
 /// Installs hooks and callbacks; called once from `_PG_init`.
 pub fn install() {
@@ -21,11 +18,11 @@ pub fn install() {
     unsafe {
         PREV_EXECUTOR_START.install(
             std::ptr::addr_of_mut!(pg_sys::ExecutorStart_hook),
-            executor_start,
+            Some(executor_start),
         );
         PREV_EXECUTOR_END.install(
             std::ptr::addr_of_mut!(pg_sys::ExecutorEnd_hook),
-            executor_end,
+            Some(executor_end),
         );
         super::copy::install();
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
@@ -49,7 +46,7 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     // SAFETY: the previous hook (or the standard function) is called with the
     // arguments we were given, through pgrx's FFI guard.
     unsafe {
-        match PREV_EXECUTOR_START.get() {
+        match PREV_EXECUTOR_START.get().flatten() {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query, eflags)),
             None => pg_sys::standard_ExecutorStart(query, eflags),
         }
@@ -80,7 +77,7 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
 unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
     // SAFETY: as in executor_start.
     unsafe {
-        match PREV_EXECUTOR_END.get() {
+        match PREV_EXECUTOR_END.get().flatten() {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query)),
             None => pg_sys::standard_ExecutorEnd(query),
         }

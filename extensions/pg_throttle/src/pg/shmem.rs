@@ -81,8 +81,8 @@ fn size_for(backends: usize) -> usize {
         + backends * std::mem::size_of::<BackendSlot>()
 }
 
-static PREV_REQUEST: Previous<unsafe extern "C-unwind" fn()> = Previous::new();
-static PREV_STARTUP: Previous<unsafe extern "C-unwind" fn()> = Previous::new();
+static PREV_REQUEST: Previous<pg_sys::shmem_request_hook_type> = Previous::new();
+static PREV_STARTUP: Previous<pg_sys::shmem_startup_hook_type> = Previous::new();
 /// The segment's address in this process (0: none). Set by the startup
 /// hook in the postmaster, inherited by every child; set again when the
 /// postmaster re-creates shared memory after a crash.
@@ -95,14 +95,20 @@ pub fn install() {
     // SAFETY: _PG_init in the postmaster, before shared memory exists;
     // each hook variable is saved and replaced once.
     unsafe {
-        PREV_REQUEST.install(std::ptr::addr_of_mut!(pg_sys::shmem_request_hook), request);
-        PREV_STARTUP.install(std::ptr::addr_of_mut!(pg_sys::shmem_startup_hook), startup);
+        PREV_REQUEST.install(
+            std::ptr::addr_of_mut!(pg_sys::shmem_request_hook),
+            Some(request),
+        );
+        PREV_STARTUP.install(
+            std::ptr::addr_of_mut!(pg_sys::shmem_startup_hook),
+            Some(startup),
+        );
     }
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn request() {
-    if let Some(prev) = PREV_REQUEST.get() {
+    if let Some(prev) = PREV_REQUEST.get().flatten() {
         // SAFETY: the previous hook, called as PostgreSQL would.
         unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| prev()) };
     }
@@ -114,7 +120,7 @@ unsafe extern "C-unwind" fn request() {
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn startup() {
-    if let Some(prev) = PREV_STARTUP.get() {
+    if let Some(prev) = PREV_STARTUP.get().flatten() {
         // SAFETY: the previous hook, called as PostgreSQL would.
         unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| prev()) };
     }

@@ -1,5 +1,5 @@
 //! The server-side actions of pg_walrus: `ALTER SYSTEM SET max_wal_size`,
-//! signalling a reload, reading the WAL insert position.
+//! signalling a reload, reading the WAL position, looking up a process.
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -41,12 +41,24 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// The WAL insert position, or `None` during recovery. Needs no transaction.
-pub fn wal_insert_lsn() -> Option<u64> {
+/// The WAL position the sizer measures: the insert position on a primary,
+/// the replay position on a standby. Needs no transaction.
+pub fn wal_position() -> u64 {
     if pgsupport::catalog::in_recovery() {
-        return None;
+        // SAFETY: reads shared recovery state under its spinlock; a null
+        // timeline pointer is allowed.
+        unsafe { pg_sys::GetXLogReplayRecPtr(std::ptr::null_mut()) }
+    } else {
+        // SAFETY: reads shared XLog state under its own lock; valid in any
+        // process attached to shared memory outside recovery.
+        unsafe { pg_sys::GetXLogInsertRecPtr() }
     }
-    // SAFETY: reads shared XLog state under its own lock; valid in any
-    // process attached to shared memory outside recovery.
-    Some(unsafe { pg_sys::GetXLogInsertRecPtr() })
+}
+
+/// Whether `pid` is a live process with a PGPROC (a backend or a
+/// background worker such as ours). Needs no transaction.
+pub fn backend_alive(pid: i32) -> bool {
+    // SAFETY: takes ProcArrayLock shared and scans the proc array; returns
+    // NULL when no such process exists. The pointer is not dereferenced.
+    pid > 0 && unsafe { !pg_sys::BackendPidGetProc(pid).is_null() }
 }

@@ -34,7 +34,7 @@ SELECT walrus.recommendation() ?& ARRAY['current_size_mb', 'recommended_size_mb'
        (walrus.recommendation()->>'confidence')::int BETWEEN 0 AND 100 AS confidence_in_range;
 SELECT (walrus.recommendation()->>'current_size_mb')::bigint
        = (SELECT setting::bigint FROM pg_settings WHERE name = 'max_wal_size') AS current_matches;
-SELECT walrus.analyze()->>'applied' AS applied, walrus.analyze(false) ? 'recommended_size_mb' AS has_size;
+SELECT walrus.analyze()->>'applied' AS applied, walrus.analyze(false)->'recommendation' ? 'recommended_size_mb' AS has_size;
 SELECT (s->>'loaded')::bool AS loaded, s->'settings'->>'walrus.algorithm' AS algorithm,
        s->'settings'->>'walrus.database' AS database, s ? 'last_check' AS has_last_check,
        s ? 'last_change' AS has_last_change, s->'counters' ? 'skipped' AS has_counters

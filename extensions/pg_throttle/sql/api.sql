@@ -92,6 +92,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot change the throttling configuration on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'throttlings is replicated from the primary.',
+                  HINT = 'Run it on the primary; standbys follow once the change is replayed.';
+    END IF;
     IF $1 IS NULL THEN
         RAISE EXCEPTION 'username must not be null'
             USING ERRCODE = 'invalid_parameter_value',
@@ -136,6 +142,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot change the throttling count of a role on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'Role settings are replicated from the primary.',
+                  HINT = 'Run it on the primary; standbys follow once the change is replayed.';
+    END IF;
     IF $1 IS NULL THEN
         RAISE EXCEPTION 'username must not be null'
             USING ERRCODE = 'invalid_parameter_value',

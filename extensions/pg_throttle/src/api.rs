@@ -52,6 +52,19 @@ fn null_username() -> ! {
     .raise(ORIGIN)
 }
 
+/// The configuration is a table, written on the primary and replicated.
+fn refuse_on_standby() {
+    if catalog::in_recovery() {
+        Report::new(
+            SqlState::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "cannot change the throttling configuration on a standby",
+        )
+        .detail("throttlings is replicated from the primary.")
+        .hint("Run it on the primary; standbys follow once the change is replayed.")
+        .raise(ORIGIN);
+    }
+}
+
 /// The `throttlings` table, schema-qualified and quoted.
 fn throttlings_table() -> String {
     let schema = catalog::extension_oid(c"pg_throttle")
@@ -83,6 +96,7 @@ fn throttle_store(
     node_max: Option<Vec<Option<i32>>>,
     argument: Option<&str>,
 ) {
+    refuse_on_standby();
     let Some(username) = username else {
         null_username()
     };

@@ -77,7 +77,7 @@ SQL
 sql -q -c "VACUUM ANALYZE par" >/dev/null
 sql -q -c "SELECT throttle_user_query('throttle_demo', 1000)" >/dev/null
 start=$(date +%s%N)
-plan=$(DEMO_USER=throttle_demo sql -At -c "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+plan=$(DEMO_USER=throttle_demo sql -q -At -c "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
     SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0" \
     -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT count(*) FROM par")
 end=$(date +%s%N)

@@ -121,33 +121,43 @@ static HOT: [HotSlot; HOT_SLOTS] = [const {
     }
 }; HOT_SLOTS];
 
+/// A wrapped thing's hot slot, as the per-tuple path uses it.
+pub struct Hot(&'static HotSlot);
+
+impl Hot {
+    /// The address of the real function.
+    #[inline(always)]
+    pub fn real(&self) -> usize {
+        self.0.real.load(Ordering::Relaxed)
+    }
+
+    /// Lets one tuple pass on a credit: false when none is left (the
+    /// caller then calls [`pace`]). The slot still belongs to the key it
+    /// was found for: a slot is freed only when its query ends, which
+    /// cannot happen while one of its nodes is returning a tuple (an ERROR
+    /// raised meanwhile never comes back here).
+    #[inline(always)]
+    pub fn spend(&self) -> bool {
+        let credits = self.0.credits.load(Ordering::Relaxed);
+        if credits == 0 {
+            return false;
+        }
+        self.0.credits.store(credits - 1, Ordering::Relaxed);
+        true
+    }
+}
+
 /// The hot slot of wrapped `key`, if it has one.
-#[inline]
-pub fn hot_find(key: usize) -> Option<usize> {
+#[inline(always)]
+pub fn hot(key: usize) -> Option<Hot> {
+    HOT.iter()
+        .find(|s| s.key.load(Ordering::Relaxed) == key)
+        .map(Hot)
+}
+
+fn hot_find(key: usize) -> Option<usize> {
     HOT.iter()
         .position(|s| s.key.load(Ordering::Relaxed) == key)
-}
-
-/// The address of the real function in hot slot `i`.
-#[inline]
-pub fn hot_real(i: usize) -> usize {
-    HOT[i].real.load(Ordering::Relaxed)
-}
-
-/// Lets one tuple of `key` (in hot slot `i`) pass on a credit: false when
-/// it has none left (the caller then calls [`pace`]).
-#[inline]
-pub fn hot_spend(i: usize, key: usize) -> bool {
-    let slot = &HOT[i];
-    if slot.key.load(Ordering::Relaxed) != key {
-        return false;
-    }
-    let credits = slot.credits.load(Ordering::Relaxed);
-    if credits == 0 {
-        return false;
-    }
-    slot.credits.store(credits - 1, Ordering::Relaxed);
-    true
 }
 
 fn hot_insert(key: usize, real: usize) {

@@ -14,7 +14,7 @@
 //! raise an ERROR or panic on our side (taking tokens, sleeping, the
 //! registry) runs in functions behind pgrx's guard.
 use pgrx::prelude::*;
-use pgsupport::exec_node::{self, EvalFn, ExecProcNodeFn, Slot};
+use pgsupport::exec_node::{self, EvalFn, ExecProcNodeFn};
 
 use crate::throttle::{self, Real};
 
@@ -31,23 +31,31 @@ fn lost_track() -> ! {
     );
 }
 
+/// Whether a node returned a tuple (`Slot::has_tuple`, inlined here: it
+/// runs once per tuple).
+#[inline(always)]
+fn has_tuple(slot: *mut pg_sys::TupleTableSlot) -> bool {
+    // SAFETY: a non-null slot returned by an executor node is valid.
+    !slot.is_null() && unsafe { (*slot).tts_flags } & pg_sys::TTS_FLAG_EMPTY as u16 == 0
+}
+
 /// Returns what the real node returns, after pacing each tuple.
 unsafe extern "C-unwind" fn throttled_exec_proc_node(
     node: *mut pg_sys::PlanState,
 ) -> *mut pg_sys::TupleTableSlot {
     let key = node as usize;
-    let Some(i) = throttle::hot_find(key) else {
+    let Some(hot) = throttle::hot(key) else {
         // SAFETY: called with the node we were called with.
         return unsafe { guarded_exec_proc_node(node) };
     };
-    // SAFETY: hot slot `i` holds the address of this node's real
+    // SAFETY: the hot slot holds the address of this node's real
     // ExecProcNode, stored when the node was wrapped (never 0 for a slot
     // whose key matched).
-    let real = unsafe { std::mem::transmute::<usize, ExecProcNodeFn>(throttle::hot_real(i)) };
+    let real = unsafe { std::mem::transmute::<usize, ExecProcNodeFn>(hot.real()) };
     // SAFETY: the node's own function with its node; see the module
     // documentation for why no guard is needed around it.
     let slot = unsafe { real(node) };
-    if Slot(slot).has_tuple() && !throttle::hot_spend(i, key) {
+    if has_tuple(slot) && !hot.spend() {
         // SAFETY: a guarded function, called with a plain integer.
         unsafe { guarded_pace(key) };
     }
@@ -55,6 +63,8 @@ unsafe extern "C-unwind" fn throttled_exec_proc_node(
 }
 
 /// The path for a node without a hot slot, through the registry.
+// Kept out of line: the per-tuple path stays a small function.
+#[inline(never)]
 #[pg_guard]
 unsafe extern "C-unwind" fn guarded_exec_proc_node(
     node: *mut pg_sys::PlanState,
@@ -72,11 +82,15 @@ unsafe extern "C-unwind" fn guarded_exec_proc_node(
     slot.0
 }
 
+// Kept out of line: the per-tuple path stays a small function.
+#[inline(never)]
 #[pg_guard]
 unsafe extern "C-unwind" fn guarded_pace(key: usize) {
     throttle::pace(key);
 }
 
+// Kept out of line: the per-tuple path stays a small function.
+#[inline(never)]
 #[pg_guard]
 unsafe extern "C-unwind" fn guarded_replace_filter(key: usize, real: usize) {
     // SAFETY: `real` is the address of an evaluation function PostgreSQL
@@ -93,13 +107,13 @@ unsafe extern "C-unwind" fn throttled_filter(
     is_null: *mut bool,
 ) -> pg_sys::Datum {
     let key = state as usize;
-    let Some(i) = throttle::hot_find(key) else {
+    let Some(hot) = throttle::hot(key) else {
         // SAFETY: called with our own arguments.
         return unsafe { guarded_filter(state, econtext, is_null) };
     };
     // SAFETY: as in throttled_exec_proc_node, for the filter's evaluation
     // function.
-    let real = unsafe { std::mem::transmute::<usize, EvalFn>(throttle::hot_real(i)) };
+    let real = unsafe { std::mem::transmute::<usize, EvalFn>(hot.real()) };
     // SAFETY: the filter's own function with our arguments; see the module
     // documentation for why no guard is needed around it.
     let value = unsafe { real(state, econtext, is_null) };
@@ -117,7 +131,7 @@ unsafe extern "C-unwind" fn throttled_filter(
             guarded_replace_filter(key, f as usize);
         }
     }
-    if !throttle::hot_spend(i, key) {
+    if !hot.spend() {
         // SAFETY: a guarded function, called with a plain integer.
         unsafe { guarded_pace(key) };
     }
@@ -125,6 +139,8 @@ unsafe extern "C-unwind" fn throttled_filter(
 }
 
 /// The path for a filter without a hot slot, through the registry.
+// Kept out of line: the per-tuple path stays a small function.
+#[inline(never)]
 #[pg_guard]
 unsafe extern "C-unwind" fn guarded_filter(
     state: *mut pg_sys::ExprState,

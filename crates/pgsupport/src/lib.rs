@@ -22,7 +22,11 @@
 //! - [`local`]: backend-local state without `thread_local!`'s lookup cost.
 //! - [`guc`]: reading a setting without pgrx's per-read thread check, and
 //!   reserving a prefix.
-//! - [`time`]: the server clock and the Unix epoch.
+//! - [`time`]: the server clock, the Unix epoch, the monotonic clock every
+//!   process shares.
+//! - [`process`]: what kind of process this is (client backend, parallel
+//!   worker and its leader, background worker) and its slot number.
+//! - [`dsm`]: dynamic shared memory segments made for one query.
 //! - [`prometheus`]: the Prometheus text exposition every `metrics()`
 //!   function returns.
 //! - [`spi`]: read-only queries that assign no transaction id (they work on
@@ -32,12 +36,14 @@
 //! `unsafe` only in their own `src/pg/` folder.
 pub mod catalog;
 pub mod disk;
+pub mod dsm;
 pub mod error;
 pub mod exec_node;
 pub mod guc;
 pub mod hook;
 pub mod local;
 pub mod privileged;
+pub mod process;
 pub mod prometheus;
 pub mod roles;
 pub mod spi;

@@ -247,7 +247,7 @@ fn queued_statement_waits_visibly_and_runs_when_budget_refills() {
             )
             .unwrap();
             let (t, e): (String, String) = (row.get(0), row.get(1));
-            seen_wait = t == "Extension" && (e == "Extension" || e == "PwbBudgetQueue");
+            seen_wait = t == "Extension" && (e == "Extension" || e == "WalBudgetQueue");
             seen_wait
         },
     );

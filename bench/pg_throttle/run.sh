@@ -1,103 +1,147 @@
 #!/usr/bin/env bash
-# pg_throttle benchmarks (see results.md for the last recorded run).
+# pg_throttle benchmark: one command, one results table, every baseline
+# measured in the same run (see results.md for the last recorded table).
 #
-#   bench/pg_throttle/run.sh            # PostgreSQL 15, release build
-#   PG=18 bench/pg_throttle/run.sh      # another version
-#   SKIP_INSTALL=1 ...                  # use the pg_throttle already installed
-#   RUNS=10 SECONDS_PER_RUN=5 ...       # overhead benchmark size (pairs, seconds)
+#   bench/pg_throttle/run.sh              # PostgreSQL 15, release build
+#   PG=18 bench/pg_throttle/run.sh        # another version
+#   SKIP_INSTALL=1 ...                    # use the pg_throttle already installed
+#   PAIRS=10 SECONDS_PER_RUN=5 ...        # pgbench pairs and their length
 #
-# 1. Accuracy: 10 s of throttled SeqScan, IndexScan and FunctionScan at
-#    RATE tuples/s. Every tuple is timestamped by clock_timestamp() in a node
-#    above the throttled one (so after pacing); we report the achieved rate
-#    (first to last tuple) and the most tuples in any 100 ms window, against
-#    the bound rate x 0.1 + burst.
-# 3. Overhead measured as backend CPU time (less sensitive to other load on
-#    the machine than TPS): one session runs LOOPS primary-key SELECTs through
-#    PL/pgSQL (each one a full ExecutorStart/ExecutorEnd through the hooks)
-#    and reads its own utime+stime from /proc/self/stat before and after;
-#    alternating sessions with and without the library.
-# 2. Overhead: pgbench -S (select-only, 2 clients) with pg_throttle loaded via
-#    session_preload_libraries, the extension created and the pgbench user
-#    not throttled (other users are), against the same server without the
-#    library; runs in interleaved pairs (without/with, with/without, ...).
+# Rows of the table:
+# - parallel: count(*) of 20,000 rows with 2 and 4 workers at 1,000 tuples/s,
+#   query mode and per-node mode: 20 s +- 5 % (baseline: the same query
+#   unthrottled, and what the rate would give per process alone: 20 s / the
+#   number of processes);
+# - window: the most tuples any 100 ms saw from the leader and 2 workers
+#   together, against rate x 0.1 + burst. Each process stamps a tuple as
+#   its scan produces it, just before pacing it (a stamp cannot be taken
+#   after the pacing inside a worker: the tuple queue hands tuples to the
+#   leader in batches), so the stamps may show one tuple more per process;
+# - examined: count(*) of 20,000 rows with a filter matching 10, at 1,000
+#   tuples/s with pg_throttle.count = examined: 20 s +- 5 %; with
+#   `returned` (the default) it is not slowed;
+# - overhead: pgbench -S (2 clients) with pg_throttle loaded and the user
+#   not throttled, against the same server without the library, in pairs
+#   run back to back in alternating order: >= 99 % (median of pair ratios);
+# - unreached rate: a query throttled at a rate it never reaches
+#   (2,147,483,647 tuples/s, query mode) against the same query unthrottled,
+#   alternating in one session (SET SESSION AUTHORIZATION), for a cheap
+#   serial count(*) of 2,000,000 rows and for 200,000 rows sent to the
+#   client: <= 2 % slower (median of pair ratios).
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 cd "$REPO_ROOT"
 
 PG="${PG:-15}"
-RATE="${RATE:-1000}"
-RUNS="${RUNS:-10}"
-LOOPS="${LOOPS:-200000}"
+PAIRS="${PAIRS:-10}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
-DIR="$REPO_ROOT/target/bench-pg_throttle"
+DIR="$TARGET_DIR/bench-pg_throttle"
 PORT="$(free_port)"
 BIN="$(pg_bindir_for "$PG")"
+RESULTS="$DIR/results.tsv"
 
 if [[ -z "${SKIP_INSTALL:-}" ]]; then
-    log "installing pg_throttle (release) into PostgreSQL $PG"
-    (cd extensions/pg_throttle && cargo pgrx install --release --no-default-features \
-        --features "pg$PG" --pg-config "$(pg_config_for "$PG")" >/dev/null)
+    log "building pg_throttle (release) for PostgreSQL $PG and installing it into this checkout's copy"
+    out="$TARGET_DIR/release/pg_throttle-pg$PG"
+    rm -rf "$out"
+    (cd extensions/pg_throttle && cargo pgrx package --no-default-features --features "pg$PG" \
+        --pg-config "$(pg_config_for "$PG")" --out-dir "$out" >/dev/null)
+    scripts/install-files "$out" / >/dev/null
 fi
 
-cluster_init "$DIR" "$PG" "compute_query_id = on" "max_parallel_workers_per_gather = 0"
+cluster_init "$DIR" "$PG" "session_preload_libraries = 'pg_throttle'" \
+    "max_worker_processes = 16" "max_parallel_workers = 8"
 cluster_start "$DIR" "$PG" "$PORT"
 trap 'cluster_stop "$DIR" "$PG"' EXIT
+: >"$RESULTS"
 psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "${AS:-postgres}" -d postgres "$@"; }
+# row NAME TARGET BASELINE MEASURED VERDICT
+row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+# Seconds a statement takes, run by AS in a fresh session.
+timed() {
+    local start end
+    start=$(date +%s%N)
+    psql_ -c "SET max_parallel_workers_per_gather = ${WORKERS:-0}; SET parallel_setup_cost = 0;
+              SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0" -c "$1" >/dev/null
+    end=$(date +%s%N)
+    awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }'
+}
+within() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { print (v >= lo && v <= hi) ? "met" : "NOT met" }'; }
 
+log "loading data"
 psql_ <<'SQL' >/dev/null
-ALTER SYSTEM SET session_preload_libraries = 'pg_throttle';
-SELECT pg_reload_conf();
-SQL
-sleep 1
-psql_ <<SQL >/dev/null
 CREATE EXTENSION pg_throttle;
 CREATE ROLE bench_throttled LOGIN;
 CREATE ROLE bench_free LOGIN;
-CREATE TABLE big(id int PRIMARY KEY, pad text);
-INSERT INTO big SELECT g, repeat('x', 20) FROM generate_series(1, 100000) g;
-VACUUM ANALYZE big;
-GRANT SELECT ON big TO bench_throttled;
-SELECT throttle_user_per_node_all('bench_throttled', $RATE);
+CREATE TABLE par2 AS SELECT g AS id FROM generate_series(1, 20000) g;
+CREATE TABLE par4 AS SELECT g AS id FROM generate_series(1, 20000) g;
+ALTER TABLE par2 SET (parallel_workers = 2);
+ALTER TABLE par4 SET (parallel_workers = 4);
+CREATE TABLE m AS SELECT g AS id FROM generate_series(1, 2000000) g;
+GRANT SELECT ON par2, par4, m TO bench_throttled, bench_free;
 SQL
+psql_ -c "VACUUM ANALYZE par2, par4, m" >/dev/null
 
-N=$((RATE * 10))
-echo "## Accuracy (PostgreSQL $PG, rate $RATE tuples/s, $N tuples = 10 s each)"
-echo
-echo "| node | tuples | seconds | achieved rate | error | max in any 100 ms | bound (rate x 0.1 + burst) |"
-echo "|---|---|---|---|---|---|---|"
-accuracy() {
-    local name="$1" settings="$2" inner="$3"
-    AS=bench_throttled psql_ -At -c "$settings" \
-        -c "SELECT extract(epoch FROM clock_timestamp()) FROM ($inner OFFSET 0) s" |
-        python3 -c '
+log "parallel: 20,000 rows at 1,000 tuples/s"
+for mode in query per_node; do
+    if [[ $mode == query ]]; then
+        psql_ -c "SELECT throttle_user_query('bench_throttled', 1000)" >/dev/null
+    else
+        psql_ -c "SELECT throttle_user_per_node('bench_throttled', 1000, NULL, NULL, NULL, NULL,
+                      NULL, NULL, NULL, NULL, NULL, NULL, NULL)" >/dev/null
+    fi
+    for workers in 2 4; do
+        launched=$(AS=bench_throttled psql_ -At -c "SET max_parallel_workers_per_gather = $workers;
+                SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0" \
+            -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT count(*) FROM par$workers" |
+            awk '/Workers Launched/ { print $3 }')
+        free=$(AS=bench_free WORKERS=$workers timed "SELECT count(*) FROM par$workers")
+        took=$(AS=bench_throttled WORKERS=$workers timed "SELECT count(*) FROM par$workers")
+        alone=$(awk -v w="$workers" 'BEGIN { printf "%.1f", 20 / (w + 1) }')
+        row "parallel, $mode mode, $workers workers (launched: $launched)" "20 s +- 5 %" \
+            "unthrottled ${free} s; per process alone ${alone} s" "${took} s" "$(within "$took" 19 21)"
+    done
+done
+
+log "window bound over the leader and 2 workers"
+psql_ -c "SELECT throttle_user_query('bench_throttled', 1000)" >/dev/null
+AS=bench_throttled psql_ -At -c "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+        SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0" \
+    -c "SELECT extract(epoch FROM clock_timestamp()) FROM par2 WHERE id <= 10000" >"$DIR/stamps.txt"
+python3 - "$DIR/stamps.txt" "$RESULTS" <<'PY'
 import sys
-name, rate = sys.argv[1], int(sys.argv[2])
-t = [float(x) for x in sys.stdin.read().split()]
-n = len(t)
-span = t[-1] - t[0]
-achieved = (n - 1) / span
+t = sorted(float(x) for x in open(sys.argv[1]).read().split())
 best, start = 0, 0
-for end in range(n):
+for end in range(len(t)):
     while t[end] - t[start] >= 0.1:
         start += 1
     best = max(best, end - start + 1)
-burst = max(1, -(-rate // 50))
-print(f"| {name} | {n} | {span:.3f} | {achieved:.1f} | {100 * (achieved - rate) / rate:+.2f}% | {best} | {rate // 10 + burst} |")
-' "$name" "$RATE"
-}
-accuracy "Seq Scan" "SET enable_indexscan = off; SET enable_bitmapscan = off" \
-    "SELECT * FROM big WHERE id <= $N"
-accuracy "Index Scan" "SET enable_seqscan = off; SET enable_bitmapscan = off" \
-    "SELECT * FROM big WHERE id <= $N"
-accuracy "Function Scan" "RESET ALL" "SELECT * FROM generate_series(1, $N)"
+rate = (len(t) - 1) / (t[-1] - t[0])
+with open(sys.argv[2], "a") as out:
+    out.write(f"100 ms window, 10,000 tuples at 1,000/s, leader + 2 workers\t"
+              f"<= 120 (rate x 0.1 + burst; stamps: + 1 per process)\t-\t"
+              f"max {best} per 100 ms; {rate:.1f} tuples/s overall\t{'met' if best <= 123 else 'NOT met'}\n")
+PY
 
-echo
-echo "## Overhead (pgbench -S, 2 clients, ${SECONDS_PER_RUN} s per run, $RUNS interleaved pairs)"
-echo
-"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>"$DIR/pgbench-init.log" || { cat "$DIR/pgbench-init.log" >&2; exit 1; }
-psql_ -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_free"
+log "examined: a filter matching 10 of 20,000 rows"
+psql_ -c "SELECT throttle_user_per_node_all('bench_throttled', 1000)" >/dev/null
+q="SELECT count(*) FROM par2 WHERE id % 2000 = 0"
+free=$(AS=bench_free timed "$q")
+returned=$(AS=bench_throttled timed "$q")
+psql_ -c "ALTER ROLE bench_throttled SET pg_throttle.count = 'examined'" >/dev/null
+examined=$(AS=bench_throttled timed "$q")
+psql_ -c "ALTER ROLE bench_throttled RESET pg_throttle.count" >/dev/null
+row "examined: count(*) with a filter matching 10 of 20,000, 1,000 tuples/s" "20 s +- 5 %" \
+    "unthrottled ${free} s" "${examined} s" "$(within "$examined" 19 21)"
+row "returned (default): the same query" "not slowed (10 tuples)" "unthrottled ${free} s" "${returned} s" \
+    "$(awk -v r="$returned" -v f="$free" 'BEGIN { print (r < f + 1) ? "met" : "NOT met" }')"
+
+log "overhead: pgbench -S, $PAIRS pairs of ${SECONDS_PER_RUN} s"
+"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>"$DIR/pgbench-init.log" ||
+    { cat "$DIR/pgbench-init.log" >&2; exit 1; }
+psql_ -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_free" >/dev/null
 tps() {
     "$BIN/pgbench" -n -S -c 2 -j 2 -T "$SECONDS_PER_RUN" -h 127.0.0.1 -p "$PORT" -U bench_free postgres 2>&1 |
-        awk '/^tps/ { print $3; found = 1; exit } { out = out $0 "\n" } END { if (!found) { printf "pgbench failed:\n%s", out > "/dev/stderr"; exit 1 } }'
+        awk '/^tps/ { print $3; found = 1; exit } END { if (!found) exit 1 }'
 }
 set_preload() {
     if [[ -n "$1" ]]; then
@@ -108,92 +152,67 @@ set_preload() {
     psql_ -c "SELECT pg_reload_conf()" >/dev/null
     sleep 0.5
 }
-without=()
-with=()
-# Pairs in alternating order (without/with, then with/without, ...), so a
-# slow drift in background load hits both sides equally.
-for ((i = 1; i <= RUNS; i++)); do
+without=() with=()
+for ((i = 1; i <= PAIRS; i++)); do
     if ((i % 2)); then
-        set_preload ""
-        without+=("$(tps)")
-        set_preload "pg_throttle"
-        with+=("$(tps)")
+        set_preload ""; without+=("$(tps)")
+        set_preload "pg_throttle"; with+=("$(tps)")
     else
-        set_preload "pg_throttle"
-        with+=("$(tps)")
-        set_preload ""
-        without+=("$(tps)")
+        set_preload "pg_throttle"; with+=("$(tps)")
+        set_preload ""; without+=("$(tps)")
     fi
 done
 set_preload "pg_throttle"
-# Check the library really was loaded in the "with" runs.
-loaded=$(psql_ -At -c "SHOW session_preload_libraries")
-echo "| pair | without pg_throttle (tps) | with pg_throttle, user not throttled (tps) | ratio |"
-echo "|---|---|---|---|"
-for ((i = 0; i < RUNS; i++)); do
-    awk -v i=$((i + 1)) -v a="${without[$i]}" -v b="${with[$i]}" \
-        'BEGIN { printf "| %d | %.0f | %.0f | %.1f%% |\n", i, a, b, 100 * b / a }'
-done
-python3 - "${without[*]}" "${with[*]}" <<'PY'
+python3 - "${without[*]}" "${with[*]}" "$RESULTS" <<'PY'
 import statistics, sys
 a = [float(x) for x in sys.argv[1].split()]
 b = [float(x) for x in sys.argv[2].split()]
-ma, mb = statistics.median(a), statistics.median(b)
-ratios = [y / x for x, y in zip(a, b)]
-print(f"| median | {ma:.0f} | {mb:.0f} | {100 * statistics.median(ratios):.1f}% |")
-print()
-print(f"median of per-pair ratios: {100 * statistics.median(ratios):.1f}%; ratio of medians: {100 * mb / ma:.1f}%; ratio of means: {100 * statistics.mean(b) / statistics.mean(a):.1f}%")
+r = sorted(y / x for x, y in zip(a, b))
+med = statistics.median(r)
+q1, q3 = r[len(r) // 4], r[(3 * len(r)) // 4]
+with open(sys.argv[3], "a") as out:
+    out.write(f"overhead: pgbench -S, library loaded, user not throttled ({len(r)} pairs)\t>= 99 % of TPS\t"
+              f"without: median {statistics.median(a):.0f} tps\t"
+              f"with: median {statistics.median(b):.0f} tps; pair ratios median {100 * med:.1f} % "
+              f"(quartiles {100 * q1:.1f}-{100 * q3:.1f} %)\t{'met' if med >= 0.99 else 'NOT met'}\n")
 PY
-echo "session_preload_libraries during the last \"with\" run: '$loaded'"
+
+log "unreached rate: throttled at 2,147,483,647 tuples/s versus unthrottled, alternating in one session"
+psql_ -c "SELECT throttle_user_query('bench_throttled', 2147483647)" >/dev/null
+unreached() {
+    local name="$1" sql="$2" script="$DIR/unreached.sql"
+    {
+        echo "SET max_parallel_workers_per_gather = 0;"
+        echo "$sql"
+        echo '\timing on'
+        for ((i = 0; i < 20; i++)); do
+            echo "SET SESSION AUTHORIZATION bench_free;"
+            echo "$sql"
+            echo "SET SESSION AUTHORIZATION bench_throttled;"
+            echo "$sql"
+        done
+    } >"$script"
+    psql_ -f "$script" -o /dev/null | awk '/^Time:/ { print $2 }' >"$DIR/unreached.txt"
+    python3 - "$DIR/unreached.txt" "$name" "$RESULTS" <<'PY'
+import statistics, sys
+t = [float(x) for x in open(sys.argv[1]).read().split()]
+# Lines alternate: SET (free), query (free), SET (throttled), query (throttled).
+free, thr = t[1::4], t[3::4]
+r = sorted(y / x for x, y in zip(free, thr))
+med = statistics.median(r)
+with open(sys.argv[3], "a") as out:
+    out.write(f"unreached rate: {sys.argv[2]} ({len(r)} pairs)\t<= 2 % slower\t"
+              f"unthrottled: median {statistics.median(free):.1f} ms\t"
+              f"throttled: median {statistics.median(thr):.1f} ms; pair ratios median {100 * med:.1f} %"
+              f"\t{'met' if med <= 1.02 else 'NOT met'}\n")
+PY
+}
+unreached "count(*) of 2,000,000 rows, serial" "SELECT count(*) FROM m;"
+unreached "200,000 rows sent to the client" "SELECT id FROM m WHERE id <= 200000;"
 
 echo
-echo "## Overhead as backend CPU time ($LOOPS primary-key SELECTs via PL/pgSQL per session, $RUNS interleaved pairs)"
+echo "## pg_throttle benchmark (PostgreSQL $("$BIN/pg_config" --version | awk '{print $2}'), $(nproc) CPUs, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD))"
 echo
-psql_ >/dev/null <<'SQL'
-CREATE FUNCTION bench_loop(n int) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE r int;
-BEGIN
-    FOR i IN 1 .. n LOOP
-        SELECT abalance INTO r FROM pgbench_accounts WHERE aid = 1 + (i * 7919) % 1000000;
-    END LOOP;
-END $$;
-GRANT pg_read_server_files TO bench_free;
-GRANT EXECUTE ON FUNCTION pg_read_file(text) TO bench_free;
-SQL
-cpu() {
-    AS=bench_free psql_ -At -c "SELECT pg_read_file('/proc/self/stat')" \
-        -c "SELECT bench_loop($LOOPS)" -c "SELECT pg_read_file('/proc/self/stat')" |
-        python3 -c '
-import os, sys
-stats = [l.split(")")[-1].split() for l in sys.stdin.read().splitlines() if ")" in l]
-ticks = [int(s[11]) + int(s[12]) for s in stats]  # utime + stime (fields 14, 15)
-print((ticks[1] - ticks[0]) / os.sysconf("SC_CLK_TCK"))'
-}
-cwithout=()
-cwith=()
-for ((i = 1; i <= RUNS; i++)); do
-    if ((i % 2)); then
-        set_preload ""; cwithout+=("$(cpu)")
-        set_preload "pg_throttle"; cwith+=("$(cpu)")
-    else
-        set_preload "pg_throttle"; cwith+=("$(cpu)")
-        set_preload ""; cwithout+=("$(cpu)")
-    fi
-done
-echo "| pair | without: CPU s | with: CPU s | with / without |"
-echo "|---|---|---|---|"
-for ((i = 0; i < RUNS; i++)); do
-    awk -v i=$((i + 1)) -v a="${cwithout[$i]}" -v b="${cwith[$i]}" \
-        'BEGIN { printf "| %d | %.2f | %.2f | %.1f%% |\n", i, a, b, 100 * b / a }'
-done
-python3 - "${cwithout[*]}" "${cwith[*]}" "$LOOPS" <<'PY'
-import statistics, sys
-a = [float(x) for x in sys.argv[1].split()]
-b = [float(x) for x in sys.argv[2].split()]
-n = int(sys.argv[3])
-ma, mb = statistics.median(a), statistics.median(b)
-print(f"| median | {ma:.2f} | {mb:.2f} | {100 * mb / ma:.1f}% |")
-print()
-print(f"per statement: {1e6 * ma / n:.2f} us without, {1e6 * mb / n:.2f} us with "
-      f"({1e9 * (mb - ma) / n:+.0f} ns); throughput equivalent {100 * ma / mb:.1f}% of without")
-PY
+echo "| measurement | target | baseline (same run) | measured | verdict |"
+echo "|---|---|---|---|---|"
+awk -F'\t' '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }' "$RESULTS"

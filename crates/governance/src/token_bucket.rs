@@ -134,9 +134,12 @@ impl TokenBucket {
         self.available = self.available.saturating_add(amount).min(limits.burst);
     }
 
-    /// Re-applies new limits: tokens above the new burst are dropped.
+    /// Re-applies new limits: tokens above the new burst are dropped, and so
+    /// is debt beyond it (new limits apply from now on; the old debt is not
+    /// carried past what the new burst could ever hold).
     pub fn apply_limits(&mut self, limits: BucketLimits) {
         self.available = self.available.min(limits.burst);
+        self.debt = self.debt.min(limits.burst);
     }
 }
 

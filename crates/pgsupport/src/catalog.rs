@@ -197,3 +197,25 @@ pub fn read_table<B>(
     }
     Ok(result)
 }
+
+/// The name of schema `oid`, if it exists.
+pub fn schema_name(oid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: a syscache lookup inside a transaction; NULL for an unknown
+    // schema, else a palloc'd NUL-terminated string, copied out at once.
+    let ptr = unsafe { pg_sys::get_namespace_name(oid) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and NUL-terminated.
+    Some(
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// `name` quoted as a SQL identifier (always double-quoted, inner quotes
+/// doubled), for building statements from catalog names.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

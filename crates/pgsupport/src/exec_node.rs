@@ -189,3 +189,115 @@ impl Slot {
         !self.0.is_null() && unsafe { (*self.0).tts_flags } & pg_sys::TTS_FLAG_EMPTY as u16 == 0
     }
 }
+
+impl Node {
+    /// The plan node's id, unique within its plan and the same in a
+    /// parallel query's leader and workers (which run copies of the plan).
+    pub fn plan_node_id(self) -> i32 {
+        // SAFETY: a Node is a valid PlanState; its plan is set by
+        // ExecInitNode.
+        let plan = unsafe { (*self.0).plan };
+        if plan.is_null() {
+            return -1;
+        }
+        // SAFETY: non-null plan of a valid PlanState.
+        unsafe { (*plan).plan_node_id }
+    }
+
+    /// The node's filter (its `qual`, shown as `Filter:` by EXPLAIN), if it
+    /// has one.
+    pub fn filter(self) -> Option<Expr> {
+        // SAFETY: reads a field of a valid PlanState.
+        let qual = unsafe { (*self.0).qual };
+        (!qual.is_null()).then_some(Expr(qual))
+    }
+
+    /// The number of workers a Gather or Gather Merge node plans to launch
+    /// (None for other nodes).
+    pub fn planned_workers(self) -> Option<u32> {
+        // SAFETY: each cast matches the tag checked: a GatherState's plan
+        // is a Gather, a GatherMergeState's a GatherMerge.
+        unsafe {
+            let plan = (*self.0).plan;
+            if plan.is_null() {
+                return None;
+            }
+            let n = match self.tag() {
+                pg_sys::NodeTag::T_GatherState => (*plan.cast::<pg_sys::Gather>()).num_workers,
+                pg_sys::NodeTag::T_GatherMergeState => {
+                    (*plan.cast::<pg_sys::GatherMerge>()).num_workers
+                }
+                _ => return None,
+            };
+            Some(u32::try_from(n).unwrap_or(0))
+        }
+    }
+}
+
+/// An expression's evaluation function (`ExprState->evalfunc`).
+pub type EvalFn = unsafe extern "C-unwind" fn(
+    *mut pg_sys::ExprState,
+    *mut pg_sys::ExprContext,
+    *mut bool,
+) -> pg_sys::Datum;
+
+/// A compiled expression of a started executor: a node's filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Expr(*mut pg_sys::ExprState);
+
+impl Expr {
+    /// The key wrappers look their expression up by.
+    pub fn key(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Installs `wrapper` as the evaluation function of `expr` (a filter: the
+/// executor evaluates it once for every tuple the node reads) and returns
+/// the function it replaces; None (nothing changed) when the expression has
+/// none or is already wrapped by `wrapper`. The wrapper calls the saved
+/// function with [`call_real_expr`]. Nothing about what is evaluated
+/// changes, so EXPLAIN ANALYZE's "Rows Removed by Filter" stays exact.
+pub fn wrap_expr(expr: Expr, wrapper: EvalFn) -> Option<EvalFn> {
+    // SAFETY: an Expr is a valid, initialised ExprState of a started
+    // executor; evalfunc is the pointer the executor calls it through.
+    unsafe {
+        let real = (*expr.0).evalfunc?;
+        if real as usize == wrapper as usize {
+            return None;
+        }
+        (*expr.0).evalfunc = Some(wrapper);
+        Some(real)
+    }
+}
+
+/// Calls an expression's saved evaluation function, through pgrx's guard.
+/// PostgreSQL's first-call functions (`ExecInterpExprStillValid`, JIT's
+/// compile-on-first-use) replace `evalfunc` with the final function and
+/// call it; when that happened, `wrapper` is put back and the replacement
+/// is returned, for the caller to keep as the real function from then on.
+///
+/// # Safety
+/// `real` must be the function `state` had before `wrapper` was installed
+/// (or its replacement), and the arguments those the wrapper was called
+/// with.
+pub unsafe fn call_real_expr(
+    real: EvalFn,
+    wrapper: EvalFn,
+    state: *mut pg_sys::ExprState,
+    econtext: *mut pg_sys::ExprContext,
+    is_null: *mut bool,
+) -> (pg_sys::Datum, Option<EvalFn>) {
+    // SAFETY: see the function's contract.
+    let value = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| real(state, econtext, is_null)) };
+    // SAFETY: `state` is the valid ExprState just evaluated.
+    let now = unsafe { (*state).evalfunc };
+    match now {
+        Some(f) if f as usize != wrapper as usize => {
+            // SAFETY: as above; put our wrapper back in front of it.
+            unsafe { (*state).evalfunc = Some(wrapper) };
+            (value, Some(f))
+        }
+        _ => (value, None),
+    }
+}

@@ -13,6 +13,7 @@
 //!   wait event where the server supports them.
 //! - [`catalog`]: extension oids and schemas, the recovery state, reading a
 //!   catalog or table with a systable scan.
+//! - [`disk`]: free space on the filesystem holding `pg_wal`.
 //! - [`hook`]: saving a previous hook and installing ours.
 //! - [`exec_node`]: walking a started executor's plan-state tree and
 //!   replacing a node's `ExecProcNode` so EXPLAIN ANALYZE still counts it.
@@ -21,19 +22,29 @@
 //! - [`local`]: backend-local state without `thread_local!`'s lookup cost.
 //! - [`guc`]: reading a setting without pgrx's per-read thread check, and
 //!   reserving a prefix.
-//! - [`time`]: the server clock and the Unix epoch.
+//! - [`time`]: the server clock, the Unix epoch, the monotonic clock every
+//!   process shares.
+//! - [`process`]: what kind of process this is (client backend, parallel
+//!   worker and its leader, background worker) and its slot number.
+//! - [`dsm`]: dynamic shared memory segments made for one query.
+//! - [`prometheus`]: the Prometheus text exposition every `metrics()`
+//!   function returns.
 //! - [`spi`]: read-only queries that assign no transaction id (they work on
 //!   a hot standby).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` line; the extensions allow
 //! `unsafe` only in their own `src/pg/` folder.
 pub mod catalog;
+pub mod disk;
+pub mod dsm;
 pub mod error;
 pub mod exec_node;
 pub mod guc;
 pub mod hook;
 pub mod local;
 pub mod privileged;
+pub mod process;
+pub mod prometheus;
 pub mod roles;
 pub mod spi;
 pub mod subxact;

@@ -95,3 +95,25 @@ pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
     let _section = Section::enter(None);
     f()
 }
+
+/// Whether this process is inside an [`as_superuser`] section (of this
+/// extension or of another one built on this crate, which keeps its own
+/// copy of this code): the current user is the bootstrap superuser,
+/// switched to locally, inside a security-restricted operation. Our
+/// extensions' internal statements (policy reloads, history writes) run
+/// there, and are exempt from the others' throttling and budgets.
+/// PostgreSQL itself sets the two flags separately: `SECURITY DEFINER`
+/// functions change the user locally without restricting the operation,
+/// and the maintenance commands that restrict it (`REFRESH MATERIALIZED
+/// VIEW`, `VACUUM`, `ANALYZE`, `CREATE INDEX`) switch to the table's owner
+/// without a local change; only a superuser-owned `SECURITY DEFINER`
+/// function called inside one of those commands looks the same.
+pub fn in_superuser_section() -> bool {
+    let mut user = pg_sys::InvalidOid;
+    let mut sec_context = 0;
+    // SAFETY: plain reads of the backend's user-id state.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut sec_context) };
+    let wanted =
+        (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    sec_context & wanted == wanted && user == pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)
+}

@@ -74,3 +74,10 @@ pub fn current_user_has_privs_of(role: &CStr) -> bool {
 pub fn has_privs_of_any(user: pg_sys::Oid, roles: &[&CStr]) -> bool {
     is_superuser(user) || roles.iter().any(|r| has_privs_of(user, r))
 }
+
+/// Whether `user` has the privileges of role `role` (superusers have every
+/// role's).
+pub fn has_privs_of_oid(user: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups inside a transaction.
+    unsafe { pg_sys::has_privs_of_role(user, role) }
+}

@@ -23,6 +23,26 @@ pub fn pg_to_unix_ms(ts: i64) -> i64 {
     (ts + PG_EPOCH_OFFSET_US) / 1000
 }
 
+/// Nanoseconds on the system's monotonic clock (`CLOCK_MONOTONIC`): never
+/// goes backwards, and is the same clock in every process of the machine,
+/// so processes that share a deadline (a parallel query's leader and
+/// workers) agree on it.
+pub fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; CLOCK_MONOTONIC
+    // always exists on the platforms PostgreSQL supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 /// ISO-8601 UTC text (`2026-01-31T12:34:56.789Z`) of a Unix time in
 /// milliseconds.
 pub fn iso8601_utc(ms: u64) -> String {

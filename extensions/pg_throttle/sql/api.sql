@@ -1,5 +1,6 @@
--- Roles, privileges, the invalidation trigger and the documented functions.
--- @extschema@ is the schema given to CREATE EXTENSION (any schema works).
+-- Roles, privileges, the invalidation trigger, the documented functions,
+-- and the statistics view. @extschema@ is the schema given to CREATE
+-- EXTENSION (any schema works).
 
 -- Role names starting with "pg_" are reserved by PostgreSQL, so the
 -- administrators' role is throttle_admin (see docs/pg_throttle.md). Roles are
@@ -39,65 +40,10 @@ CREATE TRIGGER throttlings_changed
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.throttlings_changed();
 REVOKE ALL ON FUNCTION @extschema@.throttlings_changed() FROM PUBLIC;
 
--- Validates and stores one user's configuration. Internal: called by the
--- documented functions below, which pass their own argument names so that
+-- The documented functions. Validation and the INSERT are in Rust
+-- (throttle_store), which builds the column list from the one list of node
+-- kinds; each function passes the name its caller knows a rate by, so that
 -- errors name what the caller wrote.
-CREATE FUNCTION @extschema@.throttle_store(
-    target text, query_max int, node_max int[], arg_names text[]
-) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    i int;
-BEGIN
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'username must not be null'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass the name of an existing role.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = target) THEN
-        RAISE EXCEPTION 'role "%" does not exist', target
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = format('username = %L', target),
-                  HINT = 'Create the role first, or check the spelling (role names are case-sensitive).';
-    END IF;
-    FOR i IN 1 .. array_length(arg_names, 1) LOOP
-        IF (CASE WHEN i = 1 THEN query_max ELSE node_max[i - 1] END) <= 0 THEN
-            RAISE EXCEPTION 'invalid value for %: must be positive', arg_names[i]
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('%s = %s', arg_names[i],
-                                      CASE WHEN i = 1 THEN query_max ELSE node_max[i - 1] END),
-                      HINT = 'Pass a number of tuples per second greater than zero, or NULL to leave it unthrottled.';
-        END IF;
-    END LOOP;
-    INSERT INTO @extschema@.throttlings AS t (
-        username, query_throttle,
-        seq_scan_throttle, idx_scan_throttle, idx_only_scan_throttle,
-        bitmap_heap_scan_throttle, bitmap_index_scan_throttle,
-        custom_scan_throttle, foreign_scan_throttle, tid_range_scan_throttle,
-        modify_scan_throttle, values_scan_throttle, result_scan_throttle,
-        func_scan_throttle)
-    VALUES (target, query_max,
-        node_max[1], node_max[2], node_max[3], node_max[4], node_max[5], node_max[6],
-        node_max[7], node_max[8], node_max[9], node_max[10], node_max[11], node_max[12])
-    ON CONFLICT (username) DO UPDATE SET
-        query_throttle = EXCLUDED.query_throttle,
-        seq_scan_throttle = EXCLUDED.seq_scan_throttle,
-        idx_scan_throttle = EXCLUDED.idx_scan_throttle,
-        idx_only_scan_throttle = EXCLUDED.idx_only_scan_throttle,
-        bitmap_heap_scan_throttle = EXCLUDED.bitmap_heap_scan_throttle,
-        bitmap_index_scan_throttle = EXCLUDED.bitmap_index_scan_throttle,
-        custom_scan_throttle = EXCLUDED.custom_scan_throttle,
-        foreign_scan_throttle = EXCLUDED.foreign_scan_throttle,
-        tid_range_scan_throttle = EXCLUDED.tid_range_scan_throttle,
-        modify_scan_throttle = EXCLUDED.modify_scan_throttle,
-        values_scan_throttle = EXCLUDED.values_scan_throttle,
-        result_scan_throttle = EXCLUDED.result_scan_throttle,
-        func_scan_throttle = EXCLUDED.func_scan_throttle;
-END
-$fn$;
-
 CREATE FUNCTION @extschema@.throttle_user_per_node(
     username text,
     seq_scan_max int, idx_scan_max int, idx_only_scan_max int,
@@ -110,12 +56,7 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT @extschema@.throttle_store(
-        $1, NULL,
-        ARRAY[$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13],
-        ARRAY['query_max', 'seq_scan_max', 'idx_scan_max', 'idx_only_scan_max',
-              'bitmap_heap_scan_max', 'bitmap_index_scan_max', 'custom_scan_max',
-              'foreign_scan_max', 'tid_range_scan_max', 'modify_scan_max',
-              'values_scan_max', 'result_scan_max', 'func_scan_max']);
+        $1, NULL, ARRAY[$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13], NULL);
 $fn$;
 
 CREATE FUNCTION @extschema@.throttle_user_per_node_all(username text, max int)
@@ -123,9 +64,7 @@ RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT @extschema@.throttle_store(
-        $1, NULL, array_fill($2, ARRAY[12]),
-        array_prepend('query_max', array_fill('max'::text, ARRAY[12])));
+    SELECT @extschema@.throttle_store($1, NULL, ARRAY[$2], 'max');
 $fn$;
 
 CREATE FUNCTION @extschema@.throttle_user_query(username text, max int)
@@ -140,30 +79,45 @@ BEGIN
                   DETAIL = 'max = NULL',
                   HINT = 'Pass a number of tuples per second greater than zero; use unthrottle_user() to remove throttling.';
     END IF;
-    PERFORM @extschema@.throttle_store(
-        $1, $2, array_fill(NULL::int, ARRAY[12]),
-        array_prepend('max', array_fill('unused'::text, ARRAY[12])));
+    PERFORM @extschema@.throttle_store($1, $2, NULL, 'max');
 END
 $fn$;
 
+-- Removes a user's row. The row of a role that has been dropped is removed
+-- too (with a NOTICE): rows are keyed by name, and a role created later
+-- under that name would otherwise inherit the throttling.
 CREATE FUNCTION @extschema@.unthrottle_user(username text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot change the throttling configuration on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'throttlings is replicated from the primary.',
+                  HINT = 'Run it on the primary; standbys follow once the change is replayed.';
+    END IF;
     IF $1 IS NULL THEN
         RAISE EXCEPTION 'username must not be null'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the name of an existing role.';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) THEN
-        RAISE EXCEPTION 'role "%" does not exist', $1
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1) THEN
+        DELETE FROM @extschema@.throttlings t WHERE t.username OPERATOR(pg_catalog.=) $1;
+    ELSIF EXISTS (SELECT 1 FROM @extschema@.throttlings t WHERE t.username OPERATOR(pg_catalog.=) $1) THEN
+        DELETE FROM @extschema@.throttlings t WHERE t.username OPERATOR(pg_catalog.=) $1;
+        RAISE NOTICE 'removed the throttling of "%", a role that no longer exists', $1;
+    ELSE
+        RAISE EXCEPTION 'role "%" does not exist',
+                CASE WHEN pg_catalog.length($1) OPERATOR(pg_catalog.<=) 64 THEN $1
+                     ELSE pg_catalog.left($1, 64) OPERATOR(pg_catalog.||) '...' END
             USING ERRCODE = 'undefined_object',
-                  DETAIL = format('username = %L', $1),
-                  HINT = 'Create the role first, or check the spelling (role names are case-sensitive).';
+                  DETAIL = pg_catalog.format('username = %L and no throttlings row has that name',
+                               CASE WHEN pg_catalog.length($1) OPERATOR(pg_catalog.<=) 64 THEN $1
+                                    ELSE pg_catalog.left($1, 64) OPERATOR(pg_catalog.||) '...' END),
+                  HINT = 'Check the spelling (role names are case-sensitive).';
     END IF;
-    DELETE FROM @extschema@.throttlings t WHERE t.username = $1;
 END
 $fn$;
 
@@ -175,17 +129,71 @@ LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT * FROM @extschema@.throttlings t WHERE t.username = session_user;
+    SELECT * FROM @extschema@.throttlings t WHERE t.username OPERATOR(pg_catalog.=) session_user;
 $fn$;
 
--- Only superusers and throttle_admin members change the configuration.
-REVOKE ALL ON FUNCTION @extschema@.throttle_store(text, int, int[], text[]) FROM PUBLIC;
+-- What a role's throttled nodes are charged for (pg_throttle.count):
+-- superusers use ALTER ROLE ... SET directly; throttle_admin members use
+-- this. Takes effect at the role's next login. NULL resets it.
+CREATE FUNCTION @extschema@.throttle_user_count(username text, count text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot change the throttling count of a role on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'Role settings are replicated from the primary.',
+                  HINT = 'Run it on the primary; standbys follow once the change is replayed.';
+    END IF;
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'username must not be null'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the name of an existing role.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1) THEN
+        RAISE EXCEPTION 'role "%" does not exist',
+                CASE WHEN pg_catalog.length($1) OPERATOR(pg_catalog.<=) 64 THEN $1
+                     ELSE pg_catalog.left($1, 64) OPERATOR(pg_catalog.||) '...' END
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create the role first, or check the spelling (role names are case-sensitive).';
+    END IF;
+    IF $2 IS NULL THEN
+        EXECUTE pg_catalog.format('ALTER ROLE %I RESET pg_throttle.count', $1);
+    ELSIF $2 OPERATOR(pg_catalog.=) ANY (ARRAY['returned', 'examined']) THEN
+        EXECUTE pg_catalog.format('ALTER ROLE %I SET pg_throttle.count = %L', $1, $2);
+    ELSE
+        RAISE EXCEPTION 'invalid value for count: "%"',
+                CASE WHEN pg_catalog.length($2) OPERATOR(pg_catalog.<=) 64 THEN $2
+                     ELSE pg_catalog.left($2, 64) OPERATOR(pg_catalog.||) '...' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass ''returned'' or ''examined'', or NULL to reset it.';
+    END IF;
+END
+$fn$;
+
+-- Statistics (kept when pg_throttle is in shared_preload_libraries): one
+-- row per throttled user; a user sees their own row, members of pg_monitor
+-- and throttle_admin see every row.
+CREATE VIEW @extschema@.throttle_stats AS
+    SELECT * FROM @extschema@.throttle_stats_rows();
+GRANT SELECT ON @extschema@.throttle_stats TO PUBLIC;
+
+-- Only superusers and throttle_admin members change the configuration or
+-- reset statistics.
+REVOKE ALL ON FUNCTION @extschema@.throttle_store(text, int, int[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.throttle_user_per_node(text, int, int, int, int, int, int, int, int, int, int, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.throttle_user_per_node_all(text, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.throttle_user_query(text, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.unthrottle_user(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.throttle_store(text, int, int[], text[]) TO throttle_admin;
+REVOKE ALL ON FUNCTION @extschema@.throttle_user_count(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.throttle_stats_reset(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.throttle_store(text, int, int[], text) TO throttle_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.throttle_user_per_node(text, int, int, int, int, int, int, int, int, int, int, int, int) TO throttle_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.throttle_user_per_node_all(text, int) TO throttle_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.throttle_user_query(text, int) TO throttle_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.unthrottle_user(text) TO throttle_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.throttle_user_count(text, text) TO throttle_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.throttle_stats_reset(text) TO throttle_admin;

@@ -16,8 +16,13 @@ GRANT EXECUTE ON FUNCTION
     pwb.query_profiles(),
     pwb.recent_decisions(integer),
     pwb.scope_names(),
-    pwb.shmem_bytes()
+    pwb.shmem_bytes(),
+    pwb.waits(),
+    pwb.metrics(),
+    pwb.feedback()
 TO pwb_monitor;
+-- Monitoring systems usually connect as a pg_monitor member.
+GRANT EXECUTE ON FUNCTION pwb.metrics() TO pg_monitor;
 
 -- Tenant setters.
 GRANT EXECUTE ON FUNCTION pwb.set_tenant(text, boolean), pwb.clear_tenant(), pwb.current_tenant()
@@ -31,6 +36,7 @@ GRANT EXECUTE ON FUNCTION
     pwb.update_policy(integer, bigint, bigint, integer),
     pwb.set_policy_mode(integer, text),
     pwb.disable_policy(integer),
+    pwb.set_policy_feedback_exempt(integer, boolean),
     pwb.reset_stats(),
     pwb.reset_profiles(),
     pwb.flush_profiles()

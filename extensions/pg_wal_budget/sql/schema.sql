@@ -39,14 +39,17 @@ CREATE TABLE pwb.policy (
     enabled boolean NOT NULL DEFAULT true,
     mode text NOT NULL DEFAULT 'observe',
     scope_kind text NOT NULL,
-    scope_value text NOT NULL,
+    -- NULL: a template policy, for every value of its scope kind.
+    scope_value text,
     wal_rate_bytes_per_sec bigint NOT NULL,
     wal_burst_bytes bigint NOT NULL,
     priority integer NOT NULL DEFAULT 100,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    -- Not held back by replica-lag and WAL-disk feedback.
+    feedback_exempt boolean NOT NULL DEFAULT false,
     CONSTRAINT policy_mode_check
-        CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject')),
+        CHECK (mode IN ('off', 'observe', 'shadow', 'queue', 'reject', 'pace')),
     CONSTRAINT policy_scope_kind_check
         CHECK (scope_kind IN ('tenant', 'role', 'database', 'application', 'composite')),
     CONSTRAINT policy_scope_value_check
@@ -66,8 +69,9 @@ CREATE TABLE pwb.query_profile (
     PRIMARY KEY (scope_hash, query_id)
 );
 
--- Which enabled policy wins when several match: highest priority, then
--- lowest policy_id.
+-- Which policy wins when several match: highest priority, then a specific
+-- policy before a template, then lowest policy_id. Disabled policies are
+-- listed too (enabled = false), with the precedence they would have.
 CREATE VIEW pwb.active_policy_precedence AS
 SELECT p.policy_id,
        p.scope_kind,
@@ -76,10 +80,10 @@ SELECT p.policy_id,
        p.priority,
        p.wal_rate_bytes_per_sec,
        p.wal_burst_bytes,
-       rank() OVER (ORDER BY p.priority DESC, p.policy_id) AS precedence
+       rank() OVER (ORDER BY p.priority DESC, (p.scope_value IS NULL), p.policy_id) AS precedence,
+       p.enabled
   FROM pwb.policy p
- WHERE p.enabled AND p.mode <> 'off'
- ORDER BY p.priority DESC, p.policy_id;
+ ORDER BY p.priority DESC, (p.scope_value IS NULL), p.policy_id;
 
 CREATE FUNCTION pwb.policies() RETURNS SETOF pwb.policy
     LANGUAGE sql STABLE

@@ -1,9 +1,12 @@
 //! SQL functions in schema `pwb`. Argument names and defaults follow the
 //! document; validation lives in `governance::budget::policy`.
-use crate::{backend, errors, flow, policies, profiles, shmem};
+use crate::pg::shmem;
+use crate::session::InternalScope;
+use crate::{errors, policies, profiles, session, settlement};
 use governance::budget::admission::{DecisionKind, Reason};
-use governance::budget::policy;
+use governance::budget::policy::{self, Mode};
 use governance::budget::predict::StatementClass;
+use governance::budget::scope::ScopeKind;
 use pgrx::prelude::*;
 
 /// The extension's version, as installed in this library.
@@ -16,7 +19,7 @@ fn version() -> &'static str {
 /// `not_preloaded` (SQL objects exist but admission control is inactive).
 #[pg_extern(stable, parallel_safe)]
 fn preload_status() -> &'static str {
-    if crate::preload::is_preloaded() && shmem::available() {
+    if shmem::available() {
         "preloaded"
     } else {
         "not_preloaded"
@@ -24,16 +27,16 @@ fn preload_status() -> &'static str {
 }
 
 /// The shared state, with this session's own statements written to it (see
-/// `flow::lock_current`), so a session always sees what it just did.
+/// `settlement::lock_current`), so a session always sees what it just did.
 fn require_shmem() -> shmem::Locked {
-    flow::lock_current().unwrap_or_else(|| errors::not_preloaded())
+    settlement::lock_current().unwrap_or_else(|| errors::not_preloaded())
 }
 
 /// Runs `f` with admission control off for this backend: pg_wal_budget's
 /// own bookkeeping writes are never throttled, so an administrator can
 /// always fix a policy.
 fn internal<R>(f: impl FnOnce() -> R) -> R {
-    let _internal = backend::InternalScope::enter();
+    let _internal = InternalScope::enter();
     pgsupport::privileged::with_safe_search_path(f)
 }
 
@@ -52,6 +55,7 @@ fn create_policy(
     priority: default!(Option<i32>, 100),
 ) -> i32 {
     let kind = ok(policy::parse_scope_kind(scope_kind));
+    // None: a template policy (every value of the kind, each its own bucket).
     let value = ok(policy::parse_scope_value(scope_value));
     let (rate, burst) = ok(policy::validate_limits(
         wal_rate_bytes_per_sec,
@@ -59,6 +63,12 @@ fn create_policy(
     ));
     let mode = ok(policy::parse_mode(mode));
     let priority = ok(policy::validate_priority(priority));
+    if let Some(mut shm) = settlement::lock_current()
+        && !shm.has_free_policy_slot()
+    {
+        drop(shm);
+        errors::bucket_table_full();
+    }
     let id = internal(|| {
         Spi::get_one_with_args::<i32>(
             // A CTE, so the statement-level trigger fires even though SPI
@@ -146,6 +156,93 @@ fn disable_policy(policy_id: Option<i32>) {
     );
 }
 
+/// Exempts a policy from replica-lag and WAL-disk feedback (or subjects it
+/// to feedback again).
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_policy_feedback_exempt(policy_id: Option<i32>, exempt: Option<bool>) {
+    let id = ok(policy::validate_policy_id(policy_id));
+    let Some(exempt) = exempt else {
+        errors::bad_argument(policy::ArgError {
+            message: "exempt must not be null".into(),
+            detail: "exempt is NULL.".into(),
+            hint: "Pass true to exempt the policy from feedback, false to subject it again.".into(),
+        });
+    };
+    update_one(
+        "UPDATE pwb.policy SET feedback_exempt = $2, updated_at = pg_catalog.now() \
+         WHERE policy_id OPERATOR(pg_catalog.=) $1",
+        &[id.into(), exempt.into()],
+        id,
+    );
+}
+
+/// Replica-lag and WAL-disk feedback as pg_wal_budget's worker last saw it:
+/// one row per streaming standby (none: one row with NULL standby), with the
+/// free space on the WAL filesystem, the factor policies' rates are scaled
+/// by, and which limit holds it.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn feedback() -> TableIterator<
+    'static,
+    (
+        name!(standby, Option<String>),
+        name!(replay_lag_bytes, Option<i64>),
+        name!(counted, Option<bool>),
+        name!(max_replica_lag_bytes, i64),
+        name!(wal_disk_free_bytes, Option<i64>),
+        name!(min_wal_disk_free_bytes, i64),
+        name!(factor, f64),
+        name!(limiting, String),
+        name!(engaged_since_epoch_ms, Option<i64>),
+        name!(updated_epoch_ms, i64),
+    ),
+> {
+    let state = *require_shmem().feedback();
+    let lag_limit = i64::try_from(crate::guc::max_replica_lag_bytes()).unwrap_or(i64::MAX);
+    let floor = i64::try_from(crate::guc::min_wal_disk_free_bytes()).unwrap_or(i64::MAX);
+    let free = (state.wal_disk_free_bytes >= 0).then_some(state.wal_disk_free_bytes);
+    let factor = f64::from(state.factor_ppm) / f64::from(governance::budget::buckets::FULL_SCALE);
+    let limiting = governance::budget::feedback::Limiting::from_code(state.limiting)
+        .as_str()
+        .to_string();
+    let since = (state.engaged_since_epoch_ms > 0).then_some(state.engaged_since_epoch_ms);
+    let n = usize::try_from(state.n_standbys)
+        .unwrap_or(0)
+        .min(state.standbys.len());
+    let mut rows: Vec<_> = state.standbys[..n]
+        .iter()
+        .map(|s| {
+            (
+                Some(s.name()),
+                (s.lag_bytes >= 0).then_some(s.lag_bytes),
+                Some(s.counted),
+                lag_limit,
+                free,
+                floor,
+                factor,
+                limiting.clone(),
+                since,
+                state.updated_epoch_ms,
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push((
+            None,
+            None,
+            None,
+            lag_limit,
+            free,
+            floor,
+            factor,
+            limiting,
+            since,
+            state.updated_epoch_ms,
+        ));
+    }
+    TableIterator::new(rows)
+}
+
 /// Called by the trigger on pwb.policy: tells every backend to reload.
 #[pg_extern(volatile, parallel_unsafe)]
 fn notify_policy_change() {
@@ -204,9 +301,17 @@ fn counters() -> TableIterator<
         name!(internal_fail_open_count, i64),
         name!(aborted_after_charge_count, i64),
         name!(scope_name_drop_count, i64),
+        name!(bucket_capacity_exhausted_count, i64),
+        name!(policies_without_bucket, i64),
+        name!(queue_gave_up_count, i64),
+        name!(policy_generation, i64),
+        name!(paced_statements, i64),
+        name!(pace_wait_ms, i64),
     ),
 > {
     let c = *require_shmem().counters();
+    policies::refresh_if_stale();
+    let without_bucket = policies::without_bucket();
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     TableIterator::once((
         i(c.accepted_statements),
@@ -220,6 +325,12 @@ fn counters() -> TableIterator<
         i(c.internal_fail_open_count),
         i(c.aborted_after_charge_count),
         i(c.scope_name_drop_count),
+        i(c.bucket_capacity_exhausted_count),
+        without_bucket,
+        i(c.queue_gave_up_count),
+        i(shmem::policy_generation()),
+        i(c.paced_statements),
+        i(c.pace_wait_micros / 1000),
     ))
 }
 
@@ -235,42 +346,83 @@ fn scope_stats() -> TableIterator<
         name!(rate_bytes_per_sec, i64),
         name!(debt_bytes, i64),
         name!(last_refill_epoch_ms, i64),
+        name!(mode, String),
+        name!(paced_statements, i64),
+        name!(pace_wait_ms, i64),
+        name!(waiting_statements, i64),
+        name!(scope_value, Option<String>),
     ),
 > {
     drop(require_shmem());
     policies::refresh_if_stale();
     // Only policies this session can see: a deleted policy's slot is kept
     // until the table needs it (see `policies::sync_shared`).
-    let visible = crate::backend::loaded_policy_ids();
-    let dboid = crate::wal::database_oid();
-    let now = crate::wal::now_micros();
+    let visible = session::loaded_policy_ids();
+    let dboid = crate::pg::process::database_oid();
+    let now = crate::pg::process::now_micros();
     let mut shm = require_shmem();
-    let mut rows = Vec::new();
-    for slot in shm
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let ms = |micros: u64| i64::try_from(micros).unwrap_or(i64::MAX) / 1000 + 946_684_800_000;
+    // (policy, scope kind, scope hash, buckets, paced, pace wait)
+    let mut found = Vec::new();
+    let policies: Vec<_> = shm
         .policies()
-        .iter_mut()
+        .iter()
         .filter(|s| s.used && s.dboid == dboid && visible.contains(&s.policy_id))
-    {
-        let limits = governance::token_bucket::BucketLimits {
-            rate_per_sec: slot.rate,
-            burst: slot.burst,
-        };
-        slot.bucket.refill(limits, now);
-        let last_ms = i64::try_from(slot.bucket.last_refill_micros()).unwrap_or(i64::MAX) / 1000
-            + 946_684_800_000;
-        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        .copied()
+        .collect();
+    for slot in &policies {
+        if slot.scope_hash != 0 {
+            found.push((*slot, slot.scope_hash, slot.buckets, slot.stats));
+            continue;
+        }
+        // A template policy: one row per value with a bucket.
+        for v in shm.values().iter().filter(|v| {
+            v.used
+                && v.dboid == dboid
+                && v.policy_id == slot.policy_id
+                && v.incarnation == slot.incarnation
+        }) {
+            found.push((*slot, v.value_hash, v.buckets, v.stats));
+        }
+    }
+    let mut rows = Vec::with_capacity(found.len());
+    for (slot, hash, mut b, stats) in found {
+        b.enforcement.refill(b.limits, now);
+        let waiting = shm
+            .waiters()
+            .iter()
+            .filter(|w| {
+                w.used
+                    && w.dboid == dboid
+                    && w.policy_id == slot.policy_id
+                    && (w.value_hash == 0 || w.value_hash == hash)
+            })
+            .count() as i64;
+        let value = shm
+            .names()
+            .iter()
+            .find(|n| n.used && n.scope_kind == slot.scope_kind && n.scope_hash == hash)
+            .map(|n| n.value());
         rows.push((
             slot.policy_id,
-            slot.scope_hash,
-            i(slot.bucket.available()),
-            i(slot.burst),
-            i(slot.rate),
-            i(slot.bucket.debt()),
-            last_ms,
+            hash,
+            i(b.enforcement.available()),
+            i(b.limits.burst),
+            i(b.limits.rate_per_sec),
+            i(b.enforcement.debt()),
+            ms(b.enforcement.last_refill_micros()),
+            Mode::from_code(slot.mode)
+                .map_or("unknown", Mode::as_str)
+                .to_string(),
+            i(stats.paced),
+            i(stats.pace_wait_micros / 1000),
+            waiting,
+            value,
         ));
     }
     drop(shm);
-    rows.sort_by_key(|r| r.0);
+    rows.sort_by_key(|r| (r.0, r.1));
     TableIterator::new(rows)
 }
 
@@ -354,7 +506,7 @@ fn recent_decisions(
                     .map_or("unknown", DecisionKind::as_str)
                     .to_string(),
                 (d.policy_id > 0).then_some(d.policy_id),
-                backend::kind_name(d.scope_kind).map(str::to_string),
+                ScopeKind::from_code(d.scope_kind).map(|k| k.as_str().to_string()),
                 d.scope_hash,
                 d.query_id,
                 StatementClass::from_code(d.statement_class)
@@ -368,7 +520,7 @@ fn recent_decisions(
                     .map_or("unknown", Reason::as_str)
                     .to_string(),
                 (d.policy_id > 0)
-                    .then(|| backend::mode_name(d.mode).map(str::to_string))
+                    .then(|| Mode::from_code(d.mode).map(|m| m.as_str().to_string()))
                     .flatten(),
                 d.query_hash,
             )
@@ -397,8 +549,8 @@ fn scope_names() -> TableIterator<
         .filter(|n| n.used)
         .map(|n| {
             (
-                backend::kind_name(n.scope_kind)
-                    .unwrap_or("unknown")
+                ScopeKind::from_code(n.scope_kind)
+                    .map_or("unknown", ScopeKind::as_str)
                     .to_string(),
                 n.scope_hash,
                 n.value(),
@@ -410,6 +562,63 @@ fn scope_names() -> TableIterator<
         .collect();
     drop(shm);
     TableIterator::new(rows)
+}
+
+/// The statements pg_wal_budget holds waiting for budget right now: queued
+/// before they run, or paced while they run (on PostgreSQL 15 and 16 their
+/// wait event is the generic `Extension`; this tells them apart).
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn waits() -> TableIterator<
+    'static,
+    (
+        name!(pid, i32),
+        name!(policy_id, i32),
+        name!(wait_kind, String),
+        name!(waiting_since_epoch_ms, i64),
+        name!(wanted_bytes, i64),
+        name!(position, i32),
+    ),
+> {
+    let dboid = crate::pg::process::database_oid();
+    let mut shm = require_shmem();
+    let mut waiting: Vec<crate::pg::shmem::WaiterSlot> = shm
+        .waiters()
+        .iter()
+        .filter(|w| w.used && w.dboid == dboid)
+        .copied()
+        .collect();
+    drop(shm);
+    waiting.sort_by_key(|w| (w.policy_id, w.ticket));
+    let mut rows = Vec::with_capacity(waiting.len());
+    let mut position = 0;
+    let mut last_policy = None;
+    for w in waiting {
+        position = if last_policy == Some(w.policy_id) {
+            position + 1
+        } else {
+            1
+        };
+        last_policy = Some(w.policy_id);
+        rows.push((
+            w.pid,
+            w.policy_id,
+            crate::queue::WaitKind::from_code(w.kind)
+                .map_or("unknown", crate::queue::WaitKind::as_str)
+                .to_string(),
+            w.since_epoch_ms,
+            i64::try_from(w.wanted).unwrap_or(i64::MAX),
+            position,
+        ));
+    }
+    TableIterator::new(rows)
+}
+
+/// Prometheus text exposition of pg_wal_budget's counters and per-policy
+/// gauges (see docs/monitoring.md).
+#[pg_extern(volatile, parallel_unsafe)]
+fn metrics() -> String {
+    crate::metrics::render().unwrap_or_else(|| errors::not_preloaded())
 }
 
 /// Resets counters, recent decisions and scope names.

@@ -1,16 +1,10 @@
 //! Errors raised to users, in PostgreSQL message style.
 use governance::budget::admission::Reason;
 use governance::budget::policy::{ArgError, Mode};
-use pgrx::PgLogLevel;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 fn raise(code: PgSqlErrorCode, message: String, detail: String, hint: String) -> ! {
-    ErrorReport::new(code, message, "pg_wal_budget")
-        .set_detail(detail)
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
+    pgsupport::error::raise("pg_wal_budget", code, message, detail, hint)
 }
 
 /// A bad argument: 22023.
@@ -82,6 +76,43 @@ pub fn budget_exceeded(
             mode.as_str()
         ),
         hint.into(),
+    )
+}
+
+/// The log says once per policy that it found the bucket table full.
+pub fn warn_without_bucket(policy_id: i32) {
+    pgsupport::error::Report::new(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        format!("pg_wal_budget policy {policy_id} has no budget bucket: the bucket table is full"),
+    )
+    .detail(format!(
+        "The table holds pwb.budget_bucket_capacity = {} policies; statements governed by policy {policy_id} are admitted without accounting (pwb.fail_open = on) or refused (off).",
+        crate::guc::capacities().buckets
+    ))
+    .hint("Raise pwb.budget_bucket_capacity (or pwb.shmem_capacity) and restart, or remove unused policies.")
+    .log("pg_wal_budget", pgrx::PgLogLevel::WARNING);
+}
+
+/// create_policy when the bucket table is full: 53400.
+pub fn bucket_table_full() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        "cannot create the policy: the pg_wal_budget bucket table is full".into(),
+        format!(
+            "Every one of the pwb.budget_bucket_capacity = {} budget buckets is in use.",
+            crate::guc::capacities().buckets
+        ),
+        "Raise pwb.budget_bucket_capacity (or pwb.shmem_capacity) and restart PostgreSQL, or delete unused policies.".into(),
+    )
+}
+
+/// A queued statement gave up waiting: 55P03.
+pub fn queue_gave_up(policy_id: i32, why: &str, waited_ms: u64) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+        format!("statement gave up waiting for WAL budget: {why}"),
+        format!("It waited {waited_ms} ms in the queue of policy {policy_id} while holding its locks."),
+        "Retry the transaction; to let queued statements wait longer, raise lock_timeout or set pwb.queue_yields_to_lock_waiters = off.".into(),
     )
 }
 

@@ -1,7 +1,7 @@
 //! Every `pwb.*` GUC with its documented name, default and context, and typed
 //! getters.
 use governance::budget::predict::{PredictionDefaults, Predictor};
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, GucValue};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -25,6 +25,12 @@ static SHMEM_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static RECENT_DECISION_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static PROFILE_CACHE_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static BUDGET_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
+static TEMPLATE_BUCKET_CAPACITY: GucSetting<i32> = GucSetting::<i32>::new(-1);
+static QUEUE_YIELDS_TO_LOCK_WAITERS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static MAX_REPLICA_LAG_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
+static MIN_WAL_DISK_FREE_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static REPLICA_LAG_STANDBYS: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"*"));
 static TENANT: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(None);
 
@@ -32,7 +38,7 @@ static TENANT: GucSetting<Option<std::ffi::CString>> =
 const MAX_CAPACITY: i32 = 1 << 20;
 
 /// Registers every GUC and reserves the `pwb` prefix. Called from `_PG_init`.
-pub fn init() {
+pub fn init(preloaded: bool) {
     GucRegistry::define_bool_guc(
         c"pwb.enabled",
         c"Enable pg_wal_budget admission hooks and accounting.",
@@ -106,6 +112,35 @@ pub fn init() {
         GucFlags::default(),
     );
 
+    GucRegistry::define_int_guc(
+        c"pwb.max_replica_lag",
+        c"Replay lag of a counted standby above which enforcing policies are held back (0 = off).",
+        c"While the worst counted standby's replay lag exceeds it, the rates of every policy that is not feedback_exempt are scaled down, the lowest priorities first, and recover gradually once the lag is back under it.",
+        &MAX_REPLICA_LAG_MB,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"pwb.min_wal_disk_free",
+        c"Free space on the WAL filesystem below which enforcing policies are held back (0 = off).",
+        c"",
+        &MIN_WAL_DISK_FREE_MB,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+    crate::pg::settings::define_replica_lag_standbys(&REPLICA_LAG_STANDBYS);
+    GucRegistry::define_bool_guc(
+        c"pwb.queue_yields_to_lock_waiters",
+        c"A queued statement gives up (SQLSTATE 55P03) when another session waits for a lock its transaction holds.",
+        c"Queued statements wait with the locks they took so far; without this, a queue can hold up unrelated sessions (a convoy). lock_timeout also bounds the wait.",
+        &QUEUE_YIELDS_TO_LOCK_WAITERS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"pwb.tenant",
         c"The session's trusted tenant (set with pwb.set_tenant()).",
@@ -114,12 +149,11 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    init_profile_gucs();
-    if !crate::preload::is_preloaded() {
+    init_profile_gucs(preloaded);
+    if !preloaded {
         // Postmaster-context settings can only be defined while preloading;
         // without preload they would size nothing anyway.
-        // SAFETY: called from _PG_init with a static C string.
-        unsafe { pg_sys::MarkGUCPrefixReserved(c"pwb".as_ptr()) };
+        pgsupport::guc::reserve_prefix(c"pwb");
         return;
     }
     GucRegistry::define_int_guc(
@@ -148,6 +182,11 @@ pub fn init() {
             &BUDGET_BUCKET_CAPACITY,
             c"Capacity for enforcement budget buckets; -1 inherits pwb.shmem_capacity.",
         ),
+        (
+            c"pwb.template_bucket_capacity",
+            &TEMPLATE_BUCKET_CAPACITY,
+            c"Capacity for the per-value buckets of template policies (all databases); -1 inherits pwb.shmem_capacity.",
+        ),
     ] {
         GucRegistry::define_int_guc(
             name,
@@ -160,21 +199,10 @@ pub fn init() {
             GucFlags::default(),
         );
     }
-    // SAFETY: called from _PG_init with a static C string.
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"pwb".as_ptr()) };
+    pgsupport::guc::reserve_prefix(c"pwb");
 }
 
-/// A setting's current value, read without the thread check of pgrx's
-/// `GucSetting::get` (a thread-local lookup on every read). The getters
-/// below run several times for every governed statement, and `enabled` for
-/// every statement, read-only ones included.
-fn current<T: GucValue>(setting: &GucSetting<T>) -> T {
-    // SAFETY: `as_ptr` points at the setting's own cell. PostgreSQL writes it
-    // (SET, reload) only from the backend's one thread, the only thread that
-    // runs this library (see `backend::BackendLocal`), and keeps the value
-    // within the setting's range or options, so `from_raw` accepts it.
-    unsafe { T::from_raw(*setting.as_ptr()) }
-}
+use pgsupport::guc::current;
 
 pub fn enabled() -> bool {
     current(&ENABLED)
@@ -201,6 +229,28 @@ pub fn tenant_is(value: Option<&str>) -> bool {
 /// Sets the tenant (None clears it) for the session or the transaction.
 pub fn set_tenant(value: Option<&str>, lifetime: pgsupport::guc::Lifetime) {
     pgsupport::guc::set_with_privilege(c"pwb.tenant", value, lifetime);
+}
+
+/// `pwb.max_replica_lag` in bytes (0: off).
+pub fn max_replica_lag_bytes() -> u64 {
+    u64::try_from(MAX_REPLICA_LAG_MB.get()).unwrap_or(0) * 1_048_576
+}
+
+/// `pwb.min_wal_disk_free` in bytes (0: off).
+pub fn min_wal_disk_free_bytes() -> u64 {
+    u64::try_from(MIN_WAL_DISK_FREE_MB.get()).unwrap_or(0) * 1_048_576
+}
+
+/// `pwb.replica_lag_standbys`, parsed (its check hook refused what does not
+/// parse).
+pub fn replica_lag_standbys() -> governance::budget::feedback::Standbys {
+    let text = pgsupport::guc::current_str(&REPLICA_LAG_STANDBYS).unwrap_or_else(|| "*".into());
+    governance::budget::feedback::parse_standbys(&text)
+        .unwrap_or(governance::budget::feedback::Standbys::All)
+}
+
+pub fn queue_yields_to_lock_waiters() -> bool {
+    current(&QUEUE_YIELDS_TO_LOCK_WAITERS)
 }
 
 pub fn profile_ewma_alpha() -> f64 {
@@ -232,6 +282,7 @@ pub struct Capacities {
     pub decisions: usize,
     pub profiles: usize,
     pub buckets: usize,
+    pub template_buckets: usize,
     pub scope_names: usize,
 }
 
@@ -245,6 +296,7 @@ pub fn capacities() -> Capacities {
         decisions: pick(&RECENT_DECISION_CAPACITY),
         profiles: pick(&PROFILE_CACHE_CAPACITY),
         buckets: pick(&BUDGET_BUCKET_CAPACITY),
+        template_buckets: pick(&TEMPLATE_BUCKET_CAPACITY),
         scope_names: usize::try_from(base).unwrap_or(1),
     }
 }
@@ -255,8 +307,8 @@ static PROFILE_FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// GUCs beyond the document: where and how often learned profiles are
 /// stored by the profile writer.
-pub fn init_profile_gucs() {
-    if crate::preload::is_preloaded() {
+fn init_profile_gucs(preloaded: bool) {
+    if preloaded {
         GucRegistry::define_string_guc(
             c"pwb.profile_database",
             c"Database whose pwb.query_profile table stores learned profiles.",

@@ -1,26 +1,36 @@
 //! `pg_wal_budget`: predicts each statement's WAL and admits, queues or rejects
 //! it against per-scope budgets. Loaded through `shared_preload_libraries`.
 //!
-//! Module map: `guc` (settings), `shmem` (shared state), `hooks` (FFI hook
-//! bodies), `flow` (a statement's path through admission and reconciliation),
-//! `policies` (policy cache), `backend` (backend-local state), `profiles`
-//! and `worker` (durable profiles), `wal` (FFI helpers), `unguarded`
-//! (hot-path PostgreSQL functions called without pgrx's guard), `errors`,
-//! `api` (SQL functions), `preload`.
+//! A statement's path, top to bottom: `pg::hooks` (the executor, utility and
+//! transaction hooks) → `admission` (resolve → predict → decide → record,
+//! before it runs) → `settlement` (measure → reconcile → learn, after).
+//! Along the way: `resolution` (scopes and the governing policy),
+//! `prediction` (profiles), `decision` (the decision rows), `policies` (the
+//! policy cache), `session` (this backend's state), `types` (what a
+//! statement carries). Around it: `guc` (settings), `errors`, `api` (SQL
+//! functions), `profiles` and `worker` (durable profiles). `pg` holds the
+//! FFI and is the only module allowed `unsafe`.
+#![deny(unsafe_code)]
 use pgrx::prelude::*;
 
+mod admission;
 mod api;
-mod backend;
+mod decision;
 mod errors;
-mod flow;
+mod feedback;
 mod guc;
-mod hooks;
+mod metrics;
+mod pacing;
+#[allow(unsafe_code)]
+mod pg;
 mod policies;
-mod preload;
+mod prediction;
 mod profiles;
-mod shmem;
-mod unguarded;
-mod wal;
+mod queue;
+mod resolution;
+mod session;
+mod settlement;
+mod types;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -30,11 +40,11 @@ extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    preload::record_load();
-    guc::init();
-    if preload::is_preloaded() {
-        shmem::init();
-        hooks::init();
+    let preloading = pgsupport::guc::loading_shared_preload_libraries();
+    guc::init(preloading);
+    if preloading {
+        pg::shmem::init();
+        pg::hooks::init();
         worker::init();
     }
 }

@@ -1,5 +1,5 @@
 //! Durable learned profiles: shared memory <-> `pwb.query_profile`.
-use crate::shmem;
+use crate::pg::shmem;
 use pgrx::prelude::*;
 
 /// A stored profile row: scope_hash, query_id, calls, ewma, max, last seen.
@@ -16,7 +16,7 @@ pub fn flush() -> i64 {
         Vec::new(),
         Vec::new(),
     );
-    if let Some(mut shm) = crate::flow::lock_current() {
+    if let Some(mut shm) = crate::settlement::lock_current() {
         for p in shm.profiles().iter_mut().filter(|p| p.used && p.calls > 0) {
             scope.push(p.scope_hash);
             query.push(p.query_id);
@@ -24,7 +24,6 @@ pub fn flush() -> i64 {
             ewma.push(p.ewma_wal_bytes);
             max.push(i64::try_from(p.max_wal_bytes).unwrap_or(i64::MAX));
             seen.push(p.last_seen_epoch_ms);
-            p.dirty = false;
         }
     }
     if scope.is_empty() {
@@ -95,7 +94,6 @@ pub fn load() -> i64 {
             p.ewma_wal_bytes = ewma;
             p.max_wal_bytes = max.max(0).unsigned_abs();
             p.last_seen_epoch_ms = seen;
-            p.dirty = false;
             loaded += 1;
         }
     }

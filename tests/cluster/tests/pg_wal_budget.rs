@@ -247,7 +247,7 @@ fn queued_statement_waits_visibly_and_runs_when_budget_refills() {
             )
             .unwrap();
             let (t, e): (String, String) = (row.get(0), row.get(1));
-            seen_wait = t == "Extension" && (e == "Extension" || e == "PwbBudgetQueue");
+            seen_wait = t == "Extension" && (e == "Extension" || e == "WalBudgetQueue");
             seen_wait
         },
     );
@@ -507,9 +507,10 @@ fn bad_input_matrix_errors_and_changes_nothing() {
     };
     let before = snapshot(&mut admin);
     let long = "x".repeat(300);
+    // (A NULL or blank scope_value is not bad input: it makes a template
+    // policy; see templates.rs.)
     let cases: Vec<(String, &str)> = vec![
         ("SELECT pwb.create_policy(NULL, 'a', 1, 1)".into(), "22023"),
-        ("SELECT pwb.create_policy('role', NULL, 1, 1)".into(), "22023"),
         ("SELECT pwb.create_policy('role', 'a', NULL, 1)".into(), "22023"),
         ("SELECT pwb.create_policy('role', 'a', 1, NULL)".into(), "22023"),
         ("SELECT pwb.create_policy('role', 'a', 1, 1, NULL)".into(), "22023"),
@@ -520,7 +521,6 @@ fn bad_input_matrix_errors_and_changes_nothing() {
         ("SELECT pwb.create_policy('role', 'a', 9223372036854775807, 1)".into(), "22023"),
         ("SELECT pwb.create_policy('user', 'a', 1, 1)".into(), "22023"),
         ("SELECT pwb.create_policy('role', 'a', 1, 1, 'block')".into(), "22023"),
-        ("SELECT pwb.create_policy('role', '   ', 1, 1)".into(), "22023"),
         (format!("SELECT pwb.create_policy('role', '{long}', 1, 1)"), "22023"),
         ("SELECT pwb.update_policy(NULL, 1, 1)".into(), "22023"),
         ("SELECT pwb.update_policy(0, 1, 1)".into(), "22023"),
@@ -565,14 +565,13 @@ fn internal_failure_fails_open_or_errors_per_guc() {
     let (cluster, mut admin) =
         set_up_with_admin(budget_builder().setting("pwb.budget_bucket_capacity", "1"));
     // Two policies, one bucket: the higher-priority one has no bucket.
+    // (create_policy refuses a policy the table cannot hold; direct DML
+    // cannot be refused, so the second one is inserted directly.)
     create_policy(
         &mut admin,
         "SELECT pwb.create_policy('database', 'postgres', 1000, 2000000, 'observe', 1)",
     );
-    create_policy(
-        &mut admin,
-        "SELECT pwb.create_policy('role', 'writer', 1000, 2000000, 'reject', 500)",
-    );
+    insert_policy(&mut admin, "'role', 'writer', 1000, 2000000, 'reject', 500");
     let mut writer = cluster.connect_as("writer", "postgres");
     write_wal(&mut writer, 1);
     assert!(fail_open_count(&mut admin) >= 1);
@@ -619,10 +618,7 @@ fn dropping_a_database_frees_its_budget_buckets() {
         assert_eq!(listed_policies(&mut tenant), [id]);
     }
     // The only bucket belongs to tenant_db.
-    let id = create_policy(
-        &mut admin,
-        "SELECT pwb.create_policy('role', 'writer', 1000, 2000000, 'queue')",
-    );
+    let id = insert_policy(&mut admin, "'role', 'writer', 1000, 2000000, 'queue', 100");
     assert_eq!(listed_policies(&mut admin), Vec::<i32>::new());
     wait_for(
         Duration::from_secs(10),
@@ -630,6 +626,21 @@ fn dropping_a_database_frees_its_budget_buckets() {
         || admin.batch_execute("DROP DATABASE tenant_db").is_ok(),
     );
     assert_eq!(listed_policies(&mut admin), [id]);
+}
+
+/// Inserts a policy row directly (as DML can, past create_policy's checks):
+/// `values` are scope_kind, scope_value, rate, burst, mode, priority.
+fn insert_policy(client: &mut Client, values: &str) -> i32 {
+    client
+        .query_one(
+            &format!(
+                "INSERT INTO pwb.policy (scope_kind, scope_value, wal_rate_bytes_per_sec, \
+                 wal_burst_bytes, mode, priority) VALUES ({values}) RETURNING policy_id"
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0)
 }
 
 fn listed_policies(client: &mut Client) -> Vec<i32> {

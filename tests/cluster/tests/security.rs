@@ -439,3 +439,320 @@ fn tenant_follows_transaction_semantics_and_is_cleared_by_discard_all() {
         .expect_err("only tenant setters");
     assert_eq!(sqlstate(&err), Some("42501"));
 }
+
+// ---- Budget escapes (pg_wal_budget) ----
+
+/// A server with pg_wal_budget, a writer role and a table it may write.
+fn budget_server(settings: &[(&str, &str)]) -> (Cluster, Client) {
+    let mut b = Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("compute_query_id", "on");
+    for (k, v) in settings {
+        b = b.setting(k, v);
+    }
+    let cluster = b.start();
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_wal_budget;
+             CREATE ROLE writer LOGIN;
+             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
+             GRANT ALL ON t, t_id_seq TO writer;",
+        )
+        .unwrap();
+    (cluster, admin)
+}
+
+fn debt(admin: &mut Client, policy_id: i32) -> i64 {
+    admin
+        .query_one(
+            "SELECT debt_bytes FROM pwb.scope_stats() WHERE policy_id = $1",
+            &[&policy_id],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Functions called from a SELECT that write WAL (logical messages, large
+/// objects) used to escape a reject policy entirely; what they write is now
+/// charged as debt, which the writer's next statements must repay.
+#[test]
+fn wal_written_by_read_only_statements_is_charged() {
+    let (cluster, mut admin) = budget_server(&[]);
+    let id: i32 = admin
+        .query_one(
+            "SELECT pwb.create_policy('role', 'writer', 1000, 100000, 'reject')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut writer = cluster.connect_as("writer", "postgres");
+    writer
+        .batch_execute("SELECT pg_logical_emit_message(false, 'p', repeat('x', 2000000))")
+        .expect("a read-only statement is not refused");
+    let owed = debt(&mut admin, id);
+    assert!(owed > 1_500_000, "logical message charged as debt: {owed}");
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x')")
+        .expect_err("the debt must be repaid first");
+    assert_eq!(sqlstate(&err), Some("53400"));
+
+    // A new policy starts without debt; then a large object.
+    admin.batch_execute("DELETE FROM pwb.policy").unwrap();
+    let id: i32 = admin
+        .query_one(
+            "SELECT pwb.create_policy('role', 'writer', 1000, 100000, 'reject')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(debt(&mut admin, id), 0);
+    writer
+        .batch_execute(
+            "SELECT lo_from_bytea(0, decode(string_agg(md5(g::text), ''), 'hex'))
+               FROM generate_series(1, 50000) g",
+        )
+        .unwrap();
+    let owed = debt(&mut admin, id);
+    assert!(owed > 500_000, "large object charged as debt: {owed}");
+}
+
+/// A session cannot choose a looser policy through what it sets itself:
+/// application_name, or SET ROLE to a role it belongs to.
+#[test]
+fn a_session_cannot_pick_a_looser_policy() {
+    let (cluster, mut admin) = budget_server(&[]);
+    admin
+        .batch_execute(
+            "CREATE ROLE helper NOLOGIN; GRANT helper TO writer; GRANT ALL ON t, t_id_seq TO helper;
+             SELECT pwb.create_policy('role', 'writer', 1, 1, 'reject', 100);
+             SELECT pwb.create_policy('application', 'loose', 1000000000, 1000000000, 'reject', 1000);",
+        )
+        .unwrap();
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x')")
+        .expect_err("the role's reject policy applies");
+    assert_eq!(sqlstate(&err), Some("53400"));
+
+    writer
+        .batch_execute("SET application_name = 'loose'")
+        .unwrap();
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x')")
+        .expect_err("a generous application policy does not lift the role's");
+    assert_eq!(sqlstate(&err), Some("53400"));
+    writer.batch_execute("RESET application_name").unwrap();
+
+    writer.batch_execute("SET ROLE helper").unwrap();
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x')")
+        .expect_err("SET ROLE to a role without a policy does not escape");
+    assert_eq!(sqlstate(&err), Some("53400"));
+    writer.batch_execute("RESET ROLE").unwrap();
+
+    // A stricter application policy does tighten an observed role.
+    admin
+        .batch_execute(
+            "UPDATE pwb.policy SET mode = 'observe' WHERE scope_kind = 'role';
+             SELECT pwb.create_policy('application', 'tight', 1, 1, 'reject', 1000);",
+        )
+        .unwrap();
+    writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x')")
+        .expect("the role's policy now only observes");
+    writer
+        .batch_execute("SET application_name = 'tight'")
+        .unwrap();
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x')")
+        .expect_err("a stricter application policy applies");
+    assert_eq!(sqlstate(&err), Some("53400"));
+}
+
+fn policy_generation(client: &mut Client) -> i64 {
+    client
+        .query_one("SELECT policy_generation FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Any user could make every backend reload its policies (under the
+/// extension's exclusive lock) by dropping a temporary table.
+#[test]
+fn unrelated_ddl_does_not_invalidate_the_policy_cache() {
+    let (cluster, mut admin) = budget_server(&[]);
+    admin
+        .batch_execute(
+            "GRANT pwb_monitor TO writer; GRANT CREATE ON SCHEMA public TO writer;
+             GRANT CREATE ON DATABASE postgres TO writer;
+             SELECT pwb.create_policy('role', 'writer', 1000000, 2000000, 'observe');",
+        )
+        .unwrap();
+    let mut writer = cluster.connect_as("writer", "postgres");
+    let before = policy_generation(&mut writer);
+    writer
+        .batch_execute(
+            "CREATE TEMP TABLE scratch (a int); DROP TABLE scratch;
+             CREATE SCHEMA mine; DROP SCHEMA mine; CREATE TABLE public.w (a int); DROP TABLE public.w;",
+        )
+        .unwrap();
+    assert_eq!(policy_generation(&mut writer), before);
+    admin
+        .batch_execute("SELECT pwb.create_policy('role', 'other', 1000, 2000, 'observe')")
+        .unwrap();
+    assert!(
+        policy_generation(&mut writer) > before,
+        "a policy change does"
+    );
+}
+
+/// A policy change committed with COMMIT PREPARED reaches a session that
+/// reloaded its policies while the transaction was prepared.
+#[test]
+fn a_prepared_policy_change_reaches_long_lived_sessions() {
+    let (cluster, mut admin) = budget_server(&[("max_prepared_transactions", "5")]);
+    let id: i32 = admin
+        .query_one(
+            "SELECT pwb.create_policy('role', 'writer', 1, 1, 'observe')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut writer = cluster.connect_as("writer", "postgres");
+    writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('observed')")
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "BEGIN; SELECT pwb.set_policy_mode({id}, 'reject'); PREPARE TRANSACTION 'p1';"
+        ))
+        .unwrap();
+    // The writer reloads during the prepared window and still sees observe.
+    writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('still observed')")
+        .unwrap();
+    let mut other = cluster.connect();
+    other.batch_execute("COMMIT PREPARED 'p1'").unwrap();
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('rejected')")
+        .expect_err("the committed reject policy applies");
+    assert_eq!(sqlstate(&err), Some("53400"));
+}
+
+/// A full bucket table is loud: create_policy refuses, a policy inserted
+/// directly is counted and warned about once, and statements it governs are
+/// counted as admitted without accounting.
+#[test]
+fn a_full_bucket_table_is_refused_counted_and_warned_about() {
+    let (cluster, mut admin) = budget_server(&[("pwb.budget_bucket_capacity", "2")]);
+    admin
+        .batch_execute(
+            "SELECT pwb.create_policy('role', 'a', 1000, 2000);
+             SELECT pwb.create_policy('role', 'b', 1000, 2000);",
+        )
+        .unwrap();
+    let err = admin
+        .batch_execute("SELECT pwb.create_policy('role', 'writer', 1, 1, 'reject')")
+        .expect_err("no bucket left");
+    assert_eq!(sqlstate(&err), Some("53400"));
+    let message = err
+        .as_db_error()
+        .unwrap()
+        .detail()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("pwb.budget_bucket_capacity"), "{message}");
+    assert_eq!(
+        admin
+            .query_one("SELECT count(*) FROM pwb.policy", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        2,
+        "nothing inserted"
+    );
+    admin
+        .batch_execute(
+            "INSERT INTO pwb.policy (scope_kind, scope_value, wal_rate_bytes_per_sec, wal_burst_bytes, mode)
+             VALUES ('role', 'writer', 1, 1, 'reject')",
+        )
+        .unwrap();
+    let mut writer = cluster.connect_as("writer", "postgres");
+    writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('x'); INSERT INTO t (payload) VALUES ('y')")
+        .expect("fails open (pwb.fail_open = on)");
+    let row = admin
+        .query_one(
+            "SELECT policies_without_bucket, bucket_capacity_exhausted_count FROM pwb.counters()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert!(row.get::<_, i64>(1) >= 2);
+    wait_for(WAIT, "the capacity warning in the log", || {
+        cluster
+            .log()
+            .contains("has no budget bucket: the bucket table is full")
+    });
+    assert_eq!(
+        cluster
+            .log()
+            .matches("has no budget bucket: the bucket table is full")
+            .count(),
+        1,
+        "warned once"
+    );
+}
+
+/// A statement queued for budget holds the locks its transaction took; a
+/// session waiting for one of them makes it give up (55P03) instead of
+/// queueing behind it, and lock_timeout bounds the wait.
+#[test]
+fn a_queued_statement_does_not_convoy_lock_waiters() {
+    let (cluster, mut admin) = budget_server(&[]);
+    admin
+        .batch_execute("SELECT pwb.create_policy('role', 'writer', 100, 20000, 'queue')")
+        .unwrap();
+    let mut writer = cluster.connect_as("writer", "postgres");
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO t (payload) SELECT repeat('x', 200) FROM generate_series(1, 100)",
+        )
+        .unwrap();
+    // The first insert wrote more than the burst; the next waits minutes.
+    let queued = std::thread::spawn(move || {
+        let r = writer.batch_execute("INSERT INTO t (payload) VALUES ('queued')");
+        (r, writer)
+    });
+    wait_for(WAIT, "the insert to queue", || {
+        admin
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity
+                  WHERE usename = 'writer' AND wait_event_type = 'Extension'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    });
+    let mut ddl = cluster.connect();
+    ddl.batch_execute("SET lock_timeout = '60s'; ALTER TABLE t ADD COLUMN extra int")
+        .expect("the ALTER gets its lock once the queued statement gives up");
+    let (result, mut writer) = queued.join().unwrap();
+    let err = result.expect_err("the queued statement gave up");
+    assert_eq!(sqlstate(&err), Some("55P03"), "{err}");
+    writer.batch_execute("ROLLBACK").unwrap();
+
+    // lock_timeout bounds a queued wait even when nobody waits behind it.
+    writer.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let started = std::time::Instant::now();
+    let err = writer
+        .batch_execute("INSERT INTO t (payload) VALUES ('queued again')")
+        .expect_err("gives up after lock_timeout");
+    assert_eq!(sqlstate(&err), Some("55P03"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let gave_up: i64 = admin
+        .query_one("SELECT queue_gave_up_count FROM pwb.counters()", &[])
+        .unwrap()
+        .get(0);
+    assert!(gave_up >= 2);
+}

@@ -11,6 +11,7 @@ crate::sql_enum! {
         WouldReject = 3 => "would_reject",
         Queued = 4 => "queued",
         InternalErrorFailOpen = 5 => "internal_error_fail_open",
+        Paced = 6 => "paced",
     }
 }
 
@@ -26,6 +27,9 @@ crate::sql_enum! {
         QueuedThenAdmitted = 7 => "queued_then_admitted",
         InternalErrorFailOpen = 8 => "internal_error_fail_open",
         Disabled = 9 => "disabled",
+        PaceMode = 10 => "pace_mode",
+        ReplicaLagFeedback = 11 => "replica_lag_feedback",
+        WalDiskFeedback = 12 => "wal_disk_feedback",
     }
 }
 
@@ -41,15 +45,31 @@ pub enum Admission {
     },
     /// Refuse the statement now.
     Reject { reason: Reason },
-    /// Queue mode: not enough budget yet; try again after at most
+    /// Queue and pace mode: not enough budget yet; try again after at most
     /// `wait_micros`.
     Wait { wait_micros: u64 },
+}
+
+/// How much WAL a paced statement reserves from the bucket at a time: about
+/// a sixteenth of a second of the rate, at least 8 kB, at most a quarter of
+/// the burst (and never more than the burst). Small enough that what it has
+/// reserved but not yet written is a small part of any window of a few
+/// seconds, large enough that the bucket's lock is taken a few times a
+/// second at most.
+pub fn pace_chunk(limits: BucketLimits) -> u64 {
+    const MIN: u64 = 8 * 1024;
+    let quarter = (limits.burst / 4).max(MIN);
+    (limits.rate_per_sec / 16)
+        .clamp(MIN, quarter)
+        .min(limits.burst)
 }
 
 /// One admission attempt against `bucket` at `now_micros`. Observe admits
 /// without looking; shadow checks without charging and reports a would-be
 /// rejection; queue charges or asks to wait (a prediction above the burst is
-/// rejected since it can never fit); reject charges or rejects.
+/// rejected since it can never fit); reject charges or rejects. Pace never
+/// refuses: `predicted` is the chunk it reserves (see [`pace_chunk`]), taken
+/// when the bucket holds it (its debt repaid), else it waits.
 pub fn admit(
     mode: Mode,
     bucket: &mut TokenBucket,
@@ -74,6 +94,19 @@ pub fn admit(
                 reason: Reason::BudgetExceeded,
             },
         },
+        Mode::Pace => {
+            let chunk = predicted.min(limits.burst);
+            match bucket.try_charge(limits, chunk, now_micros) {
+                Ok(()) => Admission::Admit {
+                    charged: chunk,
+                    kind: DecisionKind::Paced,
+                    reason: Reason::PaceMode,
+                },
+                Err(ChargeRefusal::Insufficient { wait_micros }) => Admission::Wait { wait_micros },
+                // `chunk` is at most the burst.
+                Err(ChargeRefusal::ExceedsBurst) => Admission::Wait { wait_micros: 1_000 },
+            }
+        }
         Mode::Queue | Mode::Reject => match bucket.try_charge(limits, predicted, now_micros) {
             Ok(()) => Admission::Admit {
                 charged: predicted,
@@ -119,7 +152,7 @@ pub enum Ledger {
 impl Ledger {
     pub fn for_mode(mode: Mode) -> Ledger {
         match mode {
-            Mode::Queue | Mode::Reject => Ledger::Enforcement,
+            Mode::Queue | Mode::Reject | Mode::Pace => Ledger::Enforcement,
             Mode::Shadow => Ledger::Shadow,
             Mode::Observe | Mode::Off => Ledger::None,
         }
@@ -175,6 +208,7 @@ mod tests {
     fn only_enforcing_modes_touch_the_policy_bucket() {
         assert_eq!(Ledger::for_mode(Mode::Queue), Ledger::Enforcement);
         assert_eq!(Ledger::for_mode(Mode::Reject), Ledger::Enforcement);
+        assert_eq!(Ledger::for_mode(Mode::Pace), Ledger::Enforcement);
         assert_eq!(Ledger::for_mode(Mode::Shadow), Ledger::Shadow);
         assert_eq!(Ledger::for_mode(Mode::Observe), Ledger::None);
         assert_eq!(Ledger::for_mode(Mode::Off), Ledger::None);
@@ -260,6 +294,63 @@ mod tests {
                 reason: Reason::ExceedsBurst
             }
         );
+    }
+
+    #[test]
+    fn pace_reserves_chunks_waits_for_refill_and_never_refuses() {
+        let limits = BucketLimits {
+            rate_per_sec: 1_048_576,
+            burst: 4 * 1_048_576,
+        };
+        let chunk = pace_chunk(limits);
+        assert_eq!(chunk, 65_536);
+        let mut b = TokenBucket::full(limits, 0);
+        // The burst's worth of chunks goes at once, then one per refill.
+        for _ in 0..64 {
+            assert!(matches!(
+                admit(Mode::Pace, &mut b, limits, chunk, 0),
+                Admission::Admit {
+                    charged: 65_536,
+                    kind: DecisionKind::Paced,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            admit(Mode::Pace, &mut b, limits, chunk, 0),
+            Admission::Wait {
+                wait_micros: 62_500
+            }
+        );
+        assert!(matches!(
+            admit(Mode::Pace, &mut b, limits, chunk, 62_500),
+            Admission::Admit { .. }
+        ));
+        // Debt from a statement that wrote more than it reserved is repaid
+        // before the next chunk.
+        reconcile(&mut b, limits, 0, 1_048_576);
+        assert!(matches!(
+            admit(Mode::Pace, &mut b, limits, chunk, 62_500),
+            Admission::Wait { .. }
+        ));
+        assert!(matches!(
+            admit(Mode::Pace, &mut b, limits, chunk, 62_500 + 1_062_500),
+            Admission::Admit { .. }
+        ));
+    }
+
+    #[test]
+    fn pace_chunks_stay_within_the_burst() {
+        let tiny = BucketLimits {
+            rate_per_sec: 100,
+            burst: 1000,
+        };
+        assert_eq!(pace_chunk(tiny), 1000);
+        let fast = BucketLimits {
+            rate_per_sec: 1 << 30,
+            burst: 1 << 20,
+        };
+        assert_eq!(pace_chunk(fast), 1 << 18);
     }
 
     #[test]

@@ -7,8 +7,13 @@
 //! - [`predict`]: EWMA WAL profiles and the prediction fallback chain.
 //! - [`admission`]: the per-mode decision on top of the token bucket, and the
 //!   reconciliation of prediction against measured WAL.
+//! - [`buckets`]: a policy's enforcement bucket and shadow copy, and every
+//!   admission and settlement against them.
+//! - [`feedback`]: the replica-lag and WAL-disk control law.
 //! - [`text_hash`]: the hash of a statement's text (`query_hash`).
 pub mod admission;
+pub mod buckets;
+pub mod feedback;
 pub mod policy;
 pub mod predict;
 pub mod scope;

@@ -17,7 +17,10 @@ crate::sql_enum! {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeContext {
     pub tenant: Option<String>,
+    /// The current user (after `SET ROLE`).
     pub role: Option<String>,
+    /// The session user (who logged in), when it differs from `role`.
+    pub session_role: Option<String>,
     pub database: Option<String>,
     pub application: Option<String>,
 }
@@ -28,6 +31,11 @@ pub struct Scope {
     pub kind: ScopeKind,
     pub value: String,
     pub hash: i64,
+    /// Whether the session can put itself in this scope: `application_name`
+    /// (any session sets it), a role reached by `SET ROLE`, and a composite
+    /// that includes either. A policy matched only through such a scope may
+    /// tighten a limit but never loosen one (see `policy::match_policy`).
+    pub settable: bool,
 }
 
 impl Scope {
@@ -36,7 +44,13 @@ impl Scope {
             kind,
             value: value.to_string(),
             hash: scope_hash(kind, value),
+            settable: kind == ScopeKind::Application,
         }
+    }
+
+    fn settable(mut self, settable: bool) -> Scope {
+        self.settable = settable;
+        self
     }
 }
 
@@ -61,23 +75,41 @@ impl ScopeContext {
         (parts.len() >= 2).then(|| parts.join("|"))
     }
 
+    /// Whether the current role was reached by `SET ROLE` (it differs from
+    /// the session user).
+    fn role_was_set(&self) -> bool {
+        available(&self.session_role).is_some_and(|s| Some(s) != available(&self.role))
+    }
+
     /// The scopes a statement belongs to, in classification order: tenant,
-    /// role, database, application, then (when enabled and at least two
-    /// components are available) the composite. The first is the statement's
-    /// primary scope.
+    /// role (the current user), the session user's role when `SET ROLE`
+    /// changed the current one, database, application, then (when enabled
+    /// and at least two components are available) the composite first. The
+    /// first is the statement's primary scope.
     pub fn classify(&self, composite_enabled: bool) -> Vec<Scope> {
+        let role_set = self.role_was_set();
+        let session_role = if role_set {
+            available(&self.session_role)
+        } else {
+            None
+        };
         let mut scopes: Vec<Scope> = [
-            (ScopeKind::Tenant, available(&self.tenant)),
-            (ScopeKind::Role, available(&self.role)),
-            (ScopeKind::Database, available(&self.database)),
-            (ScopeKind::Application, available(&self.application)),
+            (ScopeKind::Tenant, available(&self.tenant), false),
+            (ScopeKind::Role, available(&self.role), role_set),
+            (ScopeKind::Role, session_role, false),
+            (ScopeKind::Database, available(&self.database), false),
+            (ScopeKind::Application, available(&self.application), true),
         ]
         .into_iter()
-        .filter_map(|(kind, value)| value.map(|v| Scope::new(kind, v)))
+        .filter_map(|(kind, value, settable)| value.map(|v| Scope::new(kind, v).settable(settable)))
         .collect();
         if composite_enabled && let Some(value) = self.composite_value() {
             // With composites on, the composite is the most specific scope.
-            scopes.insert(0, Scope::new(ScopeKind::Composite, &value));
+            let settable = role_set || available(&self.application).is_some();
+            scopes.insert(
+                0,
+                Scope::new(ScopeKind::Composite, &value).settable(settable),
+            );
         }
         scopes
     }
@@ -108,6 +140,7 @@ mod tests {
         ScopeContext {
             tenant: t.map(String::from),
             role: r.map(String::from),
+            session_role: None,
             database: d.map(String::from),
             application: a.map(String::from),
         }

@@ -1,62 +1,60 @@
 //! The throttling configuration of one user, as stored in the `throttlings`
 //! table: an optional query-mode rate and an optional rate per node kind.
 
-/// The executor node kinds `pg_throttle` can throttle, in the order of the
-/// arguments of `throttle_user_per_node` and the columns of `throttlings`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NodeKind {
-    SeqScan,
-    IndexScan,
-    IndexOnlyScan,
-    BitmapHeapScan,
-    BitmapIndexScan,
-    CustomScan,
-    ForeignScan,
-    TidRangeScan,
-    ModifyTable,
-    ValuesScan,
-    Result,
-    FunctionScan,
+crate::sql_enum! {
+    /// The node kinds `pg_throttle` has a rate for: one per per-node argument
+    /// of `throttle_user_per_node` and per rate column of `throttlings`, in
+    /// that order. This list is the one source of truth: the column is
+    /// `<name>_throttle` and the argument `<name>_max` (see
+    /// [`NodeKind::column`], [`NodeKind::argument`]); a test on a real
+    /// server checks the table and the function against it.
+    pub enum NodeKind {
+        SeqScan = 1 => "seq_scan",
+        IndexScan = 2 => "idx_scan",
+        IndexOnlyScan = 3 => "idx_only_scan",
+        BitmapHeapScan = 4 => "bitmap_heap_scan",
+        BitmapIndexScan = 5 => "bitmap_index_scan",
+        CustomScan = 6 => "custom_scan",
+        ForeignScan = 7 => "foreign_scan",
+        TidRangeScan = 8 => "tid_range_scan",
+        ModifyTable = 9 => "modify_scan",
+        ValuesScan = 10 => "values_scan",
+        Result = 11 => "result_scan",
+        FunctionScan = 12 => "func_scan",
+    }
 }
 
 impl NodeKind {
-    /// Every kind, in column order.
-    pub const ALL: [NodeKind; 12] = [
-        NodeKind::SeqScan,
-        NodeKind::IndexScan,
-        NodeKind::IndexOnlyScan,
-        NodeKind::BitmapHeapScan,
-        NodeKind::BitmapIndexScan,
-        NodeKind::CustomScan,
-        NodeKind::ForeignScan,
-        NodeKind::TidRangeScan,
-        NodeKind::ModifyTable,
-        NodeKind::ValuesScan,
-        NodeKind::Result,
-        NodeKind::FunctionScan,
-    ];
-
-    /// Position in [`NodeKind::ALL`] (and in the table's column order).
-    pub fn index(self) -> usize {
-        self as usize
-    }
+    /// How many kinds there are (the length of per-kind arrays).
+    pub const COUNT: usize = NodeKind::ALL.len();
 
     /// The `throttlings` column holding this kind's rate.
-    pub fn column(self) -> &'static str {
-        match self {
-            NodeKind::SeqScan => "seq_scan_throttle",
-            NodeKind::IndexScan => "idx_scan_throttle",
-            NodeKind::IndexOnlyScan => "idx_only_scan_throttle",
-            NodeKind::BitmapHeapScan => "bitmap_heap_scan_throttle",
-            NodeKind::BitmapIndexScan => "bitmap_index_scan_throttle",
-            NodeKind::CustomScan => "custom_scan_throttle",
-            NodeKind::ForeignScan => "foreign_scan_throttle",
-            NodeKind::TidRangeScan => "tid_range_scan_throttle",
-            NodeKind::ModifyTable => "modify_scan_throttle",
-            NodeKind::ValuesScan => "values_scan_throttle",
-            NodeKind::Result => "result_scan_throttle",
-            NodeKind::FunctionScan => "func_scan_throttle",
-        }
+    pub fn column(self) -> String {
+        format!("{}_throttle", self.as_str())
+    }
+
+    /// The argument of `throttle_user_per_node` setting this kind's rate.
+    pub fn argument(self) -> String {
+        format!("{}_max", self.as_str())
+    }
+
+    /// Every rate column of `throttlings` in table order: `query_throttle`
+    /// first, then one per kind.
+    pub fn table_rate_columns() -> Vec<String> {
+        std::iter::once("query_throttle".to_string())
+            .chain(NodeKind::ALL.iter().map(|k| k.column()))
+            .collect()
+    }
+}
+
+crate::sql_enum! {
+    /// What a throttled node is charged for (`pg_throttle.count`).
+    pub enum Counting {
+        /// The tuples it returns (the document's behaviour).
+        Returned = 1 => "returned",
+        /// The tuples its filter evaluates, passed or rejected (nodes
+        /// without a filter: the tuples they return).
+        Examined = 2 => "examined",
     }
 }
 
@@ -69,6 +67,16 @@ pub enum Mode {
     Query(u64),
 }
 
+impl Mode {
+    /// The name shown to users (`throttle_waits()`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::PerNode => "per_node",
+            Mode::Query(_) => "query",
+        }
+    }
+}
+
 /// One user's configuration. Rates are tuples per second; `None` means
 /// "not throttled". Non-positive values never get here: the table's CHECK
 /// constraints and the SQL functions refuse them, and [`ThrottleConfig::new`]
@@ -76,7 +84,7 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ThrottleConfig {
     query: Option<u64>,
-    per_node: [Option<u64>; 12],
+    per_node: [Option<u64>; NodeKind::COUNT],
 }
 
 fn positive(value: Option<i64>) -> Option<u64> {
@@ -86,7 +94,7 @@ fn positive(value: Option<i64>) -> Option<u64> {
 impl ThrottleConfig {
     /// Builds a configuration from the raw column values (query rate, then
     /// the per-node rates in [`NodeKind::ALL`] order).
-    pub fn new(query: Option<i64>, per_node: [Option<i64>; 12]) -> Self {
+    pub fn new(query: Option<i64>, per_node: [Option<i64>; NodeKind::COUNT]) -> Self {
         Self {
             query: positive(query),
             per_node: per_node.map(positive),
@@ -96,7 +104,7 @@ impl ThrottleConfig {
     /// Nothing throttled.
     pub const UNTHROTTLED: Self = Self {
         query: None,
-        per_node: [None; 12],
+        per_node: [None; NodeKind::COUNT],
     };
 
     /// Nothing throttled.
@@ -162,8 +170,8 @@ impl ThrottleConfig {
 mod tests {
     use super::*;
 
-    fn all(rate: Option<i64>) -> [Option<i64>; 12] {
-        [rate; 12]
+    fn all(rate: Option<i64>) -> [Option<i64>; NodeKind::COUNT] {
+        [rate; NodeKind::COUNT]
     }
 
     #[test]
@@ -227,17 +235,24 @@ mod tests {
         assert!(!config.is_throttled());
     }
 
+    /// Codes and names are distinct, so no two kinds share a column or an
+    /// argument (the order against the real table is checked on a server).
     #[test]
-    fn columns_are_distinct_and_in_argument_order() {
-        let columns: Vec<_> = NodeKind::ALL.iter().map(|k| k.column()).collect();
-        assert_eq!(columns.first(), Some(&"seq_scan_throttle"));
-        assert_eq!(columns.last(), Some(&"func_scan_throttle"));
-        let mut sorted = columns.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), columns.len());
-        for (i, kind) in NodeKind::ALL.iter().enumerate() {
-            assert_eq!(kind.index(), i);
-        }
+    fn kinds_have_distinct_codes_columns_and_arguments() {
+        assert!(crate::codes::distinct(
+            NodeKind::ALL,
+            NodeKind::code,
+            NodeKind::as_str
+        ));
+        assert!(crate::codes::distinct(
+            Counting::ALL,
+            Counting::code,
+            Counting::as_str
+        ));
+        assert_eq!(NodeKind::SeqScan.column(), "seq_scan_throttle");
+        assert_eq!(NodeKind::ModifyTable.argument(), "modify_scan_max");
+        let columns = NodeKind::table_rate_columns();
+        assert_eq!(columns.len(), NodeKind::COUNT + 1);
+        assert_eq!(columns[0], "query_throttle");
     }
 }

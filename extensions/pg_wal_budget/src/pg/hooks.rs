@@ -1,26 +1,35 @@
-//! FFI only: installs the executor, utility and transaction hooks and keeps
-//! their bodies thin; the statement flow lives in `flow.rs`.
-use crate::{flow, policies, unguarded};
+//! The executor, utility and transaction hooks, kept thin: a statement's
+//! path is in `admission` (before it runs) and `settlement` (after).
+use super::{shmem, unguarded};
+use crate::admission::{self, Statement};
+use crate::{pacing, policies, session, settlement};
 use governance::budget::predict::StatementClass;
 use governance::budget::text_hash::query_text_hash;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgsupport::hook::Previous;
 
-static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
-static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
-static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static PREV_EXECUTOR_START: Previous<pg_sys::ExecutorStart_hook_type> = Previous::new();
+static PREV_EXECUTOR_END: Previous<pg_sys::ExecutorEnd_hook_type> = Previous::new();
+static PREV_PROCESS_UTILITY: Previous<pg_sys::ProcessUtility_hook_type> = Previous::new();
 
 /// Installs the hooks. `_PG_init` only, while preloading.
 pub fn init() {
     // SAFETY: _PG_init runs single-threaded in the postmaster; we save each
     // previous hook and chain to it.
     unsafe {
-        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
-        pg_sys::ExecutorStart_hook = Some(executor_start);
-        PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
-        pg_sys::ExecutorEnd_hook = Some(executor_end);
-        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_EXECUTOR_START.install(
+            std::ptr::addr_of_mut!(pg_sys::ExecutorStart_hook),
+            Some(executor_start),
+        );
+        PREV_EXECUTOR_END.install(
+            std::ptr::addr_of_mut!(pg_sys::ExecutorEnd_hook),
+            Some(executor_end),
+        );
+        PREV_PROCESS_UTILITY.install(
+            std::ptr::addr_of_mut!(pg_sys::ProcessUtility_hook),
+            Some(process_utility),
+        );
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
         pg_sys::RegisterResourceReleaseCallback(
@@ -67,7 +76,7 @@ fn query_hash(text: *const std::ffi::c_char) -> i64 {
 /// Writes are INSERT, UPDATE, DELETE, MERGE and SELECT with data-modifying
 /// CTEs.
 fn writing_query_id(query_desc: *mut pg_sys::QueryDesc, eflags: i32) -> Option<i64> {
-    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+    if explain_only(eflags) {
         return None;
     }
     // SAFETY: the executor hands us a valid QueryDesc with a PlannedStmt.
@@ -96,57 +105,97 @@ fn writing_query_id(query_desc: *mut pg_sys::QueryDesc, eflags: i32) -> Option<i
 // extension would (see `unguarded`). An ERROR raised further down longjmps
 // over their frames, which hold nothing that needs dropping. A statement that
 // charges nothing (observe mode, or no policy) is usually admitted and ended
-// without a guard too (`flow::try_begin_uncharged`, `flow::try_end_uncharged`):
+// without a guard too (`admission::try_begin_uncharged`,
+// `settlement::try_end_uncharged`):
 // it only stamps an entry, inside the transaction's row-lock window.
 
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
-    if flow::should_govern()
+    if admission::should_govern()
+        && !explain_only(eflags)
         && let Some(query_id) = writing_query_id(query_desc, eflags)
     {
-        // SAFETY: sourceText is the statement's NUL-terminated text or NULL.
-        let hash = query_hash(unsafe { (*query_desc).sourceText });
-        let marker = query_desc as usize;
-        if !flow::try_begin_uncharged(StatementClass::Write, query_id, hash, marker) {
+        let statement = Statement {
+            class: StatementClass::Write,
+            query_id,
+            // SAFETY: sourceText is the statement's NUL-terminated text or NULL.
+            query_hash: query_hash(unsafe { (*query_desc).sourceText }),
+            marker: query_desc as usize,
+        };
+        if !admission::try_begin_uncharged(statement) {
             // SAFETY: a guarded Rust function; it may raise an ERROR (reject
             // mode, cancel while queued), which PostgreSQL handles.
-            unsafe { admit_executor_statement(query_desc, query_id, hash) };
+            unsafe {
+                admit_executor_statement(statement.query_id, statement.query_hash, statement.marker)
+            };
         }
+    } else if admission::should_govern()
+        && !explain_only(eflags)
+        && !admission::try_mark_unadmitted()
+    {
+        // SAFETY: a guarded Rust function (it may load the policies).
+        unsafe { mark_unadmitted_statement() };
     }
     // SAFETY: chaining with the arguments we were given; this frame holds
     // nothing that needs dropping if the callee raises an ERROR.
     unsafe {
-        match PREV_EXECUTOR_START {
+        match PREV_EXECUTOR_START.get().flatten() {
             Some(prev) => prev(query_desc, eflags),
             None => unguarded::standard_ExecutorStart(query_desc, eflags),
         }
     }
+    // A paced statement: wrap what feeds its writes, now that the plan-state
+    // tree exists. (One atomic load when nothing is paced.)
+    if pacing::limit() != u64::MAX && !explain_only(eflags) {
+        if pacing::is_paced(query_desc as usize) {
+            // SAFETY: the executor of `query_desc` has just been started.
+            unsafe { super::pace::wrap_writers(query_desc) };
+        } else if pacing::take_root_request() {
+            // SAFETY: as above.
+            unsafe { super::pace::wrap_root(query_desc) };
+        }
+    }
+}
+
+fn explain_only(eflags: i32) -> bool {
+    eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn mark_unadmitted_statement() {
+    admission::mark_unadmitted();
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn admit_executor_statement(
-    query_desc: *mut pg_sys::QueryDesc,
     query_id: i64,
     query_hash: i64,
+    marker: usize,
 ) {
-    flow::begin_statement(
-        StatementClass::Write,
+    admission::begin_statement(Statement {
+        class: StatementClass::Write,
         query_id,
         query_hash,
-        query_desc as usize,
-    );
+        marker,
+    });
 }
 
 unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
-    let ours = crate::backend::is_top(query_desc as usize);
+    let ours = session::is_top(query_desc as usize);
+    if pacing::limit() != u64::MAX {
+        // The wrapped nodes end with their executor; a paced write statement
+        // is paced no further (it is settled below).
+        super::pace::clear();
+        pacing::stop_if(query_desc as usize);
+    }
     // SAFETY: as in executor_start.
     unsafe {
-        match PREV_EXECUTOR_END {
+        match PREV_EXECUTOR_END.get().flatten() {
             Some(prev) => prev(query_desc),
             None => unguarded::standard_ExecutorEnd(query_desc),
         }
     }
     // Measured after the standard end, so parallel workers' WAL is included.
-    if ours && !flow::try_end_uncharged(query_desc as usize) {
+    if ours && !settlement::try_end_uncharged(query_desc as usize) {
         // SAFETY: a guarded Rust function.
         unsafe { settle_executor_statement(query_desc) };
     }
@@ -154,7 +203,7 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn settle_executor_statement(query_desc: *mut pg_sys::QueryDesc) {
-    flow::end_statement(query_desc as usize);
+    settlement::end_statement(query_desc as usize);
 }
 
 /// The class of a utility statement, or None for statements that write no
@@ -193,16 +242,75 @@ fn utility_tag(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::NodeTag> {
     (!node.is_null()).then(|| unsafe { (*node).type_ })
 }
 
-fn changes_extension_objects(pstmt: *mut pg_sys::PlannedStmt) -> bool {
-    matches!(
-        utility_tag(pstmt),
-        Some(
-            pg_sys::NodeTag::T_DropStmt
-                | pg_sys::NodeTag::T_CreateExtensionStmt
-                | pg_sys::NodeTag::T_AlterExtensionStmt
-                | pg_sys::NodeTag::T_AlterExtensionContentsStmt
-        )
-    )
+/// Whether a utility statement may change which policies a backend sees:
+/// DDL on this extension (CREATE / ALTER / DROP EXTENSION pg_wal_budget, or
+/// a DROP that may cascade to it: of a schema or of the extension), and
+/// COMMIT PREPARED / ROLLBACK PREPARED (a prepared transaction's change to
+/// `pwb.policy` becomes visible only then, in whatever session runs it).
+/// Every other statement, a DROP TABLE of a temporary table included, leaves
+/// the policy cache alone: a reload costs every backend a query.
+fn changes_policy_visibility(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    use pg_sys::NodeTag::*;
+    let Some(tag) = utility_tag(pstmt) else {
+        return false;
+    };
+    // SAFETY: utility_tag checked that utilityStmt is a non-null Node; each
+    // cast below matches the tag it is under.
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        match tag {
+            T_CreateExtensionStmt => {
+                names_us((*node.cast::<pg_sys::CreateExtensionStmt>()).extname)
+            }
+            T_AlterExtensionStmt => names_us((*node.cast::<pg_sys::AlterExtensionStmt>()).extname),
+            T_AlterExtensionContentsStmt => {
+                names_us((*node.cast::<pg_sys::AlterExtensionContentsStmt>()).extname)
+            }
+            T_DropStmt => {
+                let drop = node.cast::<pg_sys::DropStmt>();
+                let ours = match (*drop).removeType {
+                    pg_sys::ObjectType::OBJECT_EXTENSION => c"pg_wal_budget",
+                    pg_sys::ObjectType::OBJECT_SCHEMA => c"pwb",
+                    _ => return false,
+                };
+                drops_name((*drop).objects, ours)
+            }
+            T_TransactionStmt => matches!(
+                (*node.cast::<pg_sys::TransactionStmt>()).kind,
+                pg_sys::TransactionStmtKind::TRANS_STMT_COMMIT_PREPARED
+                    | pg_sys::TransactionStmtKind::TRANS_STMT_ROLLBACK_PREPARED
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a DROP's object list (of names, as `String` nodes) holds `name`.
+///
+/// # Safety
+/// `objects` is the `objects` list of a valid DropStmt of an extension or
+/// schema.
+unsafe fn drops_name(objects: *mut pg_sys::List, name: &std::ffi::CStr) -> bool {
+    // SAFETY: see the function's contract: every element is a String node.
+    unsafe {
+        pgrx::PgList::<pg_sys::Node>::from_pg(objects)
+            .iter_ptr()
+            .any(|n| {
+                !n.is_null()
+                    && (*n).type_ == pg_sys::NodeTag::T_String
+                    && names(((*n.cast::<pg_sys::String>()).sval).cast_const(), name)
+            })
+    }
+}
+
+fn names(value: *const std::ffi::c_char, name: &std::ffi::CStr) -> bool {
+    // SAFETY: a parse tree's name is a NUL-terminated string or NULL.
+    !value.is_null() && unsafe { std::ffi::CStr::from_ptr(value) } == name
+}
+
+/// Whether an extension name in a parse tree is ours.
+fn names_us(name: *const std::ffi::c_char) -> bool {
+    names(name, c"pg_wal_budget")
 }
 
 fn is_drop_database(pstmt: *mut pg_sys::PlannedStmt) -> bool {
@@ -248,7 +356,10 @@ impl UtilityCall {
         let c = self;
         // SAFETY: see above.
         unsafe {
-            let next = PREV_PROCESS_UTILITY.unwrap_or(unguarded::standard_ProcessUtility);
+            let next = PREV_PROCESS_UTILITY
+                .get()
+                .flatten()
+                .unwrap_or(unguarded::standard_ProcessUtility);
             next(
                 c.pstmt,
                 c.query_string,
@@ -287,12 +398,12 @@ unsafe extern "C-unwind" fn process_utility(
         dest,
         qc,
     };
-    let class = if flow::should_govern() {
+    let class = if admission::should_govern() {
         utility_class(pstmt)
     } else {
         None
     };
-    if class.is_none() && !changes_extension_objects(pstmt) && !is_drop_database(pstmt) {
+    if class.is_none() && !changes_policy_visibility(pstmt) && !is_drop_database(pstmt) {
         // SAFETY: our hook's arguments; this frame holds nothing to drop.
         unsafe { call.chain() };
         return;
@@ -312,24 +423,30 @@ unsafe extern "C-unwind" fn govern_utility(call: UtilityCall, class_code: u8) {
     if let Some(class) = class {
         // SAFETY: pstmt is valid for the duration of the call.
         let query_id = query_id_of(unsafe { (*call.pstmt).queryId });
-        let hash = query_hash(call.query_string);
-        flow::begin_statement(class, query_id, hash, call.pstmt as usize);
+        admission::begin_statement(Statement {
+            class,
+            query_id,
+            query_hash: query_hash(call.query_string),
+            marker: call.pstmt as usize,
+        });
     }
     // SAFETY: our hook's arguments; an ERROR below longjmps over this frame,
     // which holds nothing that needs dropping.
     unsafe { call.chain() };
     if class.is_some() {
-        flow::end_statement(call.pstmt as usize);
+        pacing::stop_if(call.pstmt as usize);
+        settlement::end_statement(call.pstmt as usize);
     }
-    if changes_extension_objects(call.pstmt) {
-        crate::shmem::bump_policy_generation();
+    if changes_policy_visibility(call.pstmt) {
+        shmem::bump_policy_generation();
+        policies::wake_waiters();
     }
     if let Some(dboid) = dropped_database {
         // DROP DATABASE cannot run in a transaction block, so it commits as
         // soon as it returns. Policies that found the bucket table full get
         // another chance at the next reload.
         policies::release_database_slots(dboid.to_u32());
-        crate::shmem::bump_policy_generation();
+        shmem::bump_policy_generation();
     }
 }
 
@@ -349,7 +466,7 @@ unsafe extern "C-unwind" fn xact_callback(
             | XACT_EVENT_PARALLEL_ABORT
             | XACT_EVENT_PREPARE
     );
-    if at_end && (crate::backend::has_open_statements() || policies::bump_pending()) {
+    if at_end && (session::has_open_statements() || policies::bump_pending()) {
         // SAFETY: a guarded Rust function.
         unsafe { close_transaction(event) };
     }
@@ -362,13 +479,18 @@ unsafe extern "C-unwind" fn xact_callback(
 unsafe extern "C-unwind" fn close_transaction(event: pg_sys::XactEvent::Type) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            flow::abort_all();
+            pacing::stop();
+            super::pace::clear();
+            settlement::abort_all();
             policies::at_transaction_end();
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
-            flow::commit();
+            settlement::commit();
             policies::at_transaction_end();
         }
+        // A prepared transaction's policy change becomes visible at COMMIT
+        // PREPARED, which bumps again (see `changes_policy_visibility`).
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => policies::at_transaction_end(),
         _ => {}
     }
 }
@@ -376,7 +498,7 @@ unsafe extern "C-unwind" fn close_transaction(event: pg_sys::XactEvent::Type) {
 /// Runs at each phase of every resource owner's release. Once a top-level
 /// transaction (committed, aborted or prepared) has released its locks, the
 /// statements it held are written and its tail is charged
-/// (`flow::end_transaction`). Transaction callbacks run while the
+/// (`settlement::end_transaction`). Transaction callbacks run while the
 /// transaction still holds its row locks, so work done there makes every
 /// transaction waiting for those rows (pgbench's branch rows, any hot row)
 /// wait that much longer. Like the other entry points, unguarded until there
@@ -389,7 +511,7 @@ unsafe extern "C-unwind" fn resource_release_callback(
 ) {
     if is_top_level
         && phase == pg_sys::ResourceReleasePhase::RESOURCE_RELEASE_AFTER_LOCKS
-        && crate::backend::has_unwritten()
+        && session::has_unwritten()
     {
         // SAFETY: a guarded Rust function.
         unsafe { write_after_transaction() };
@@ -398,7 +520,7 @@ unsafe extern "C-unwind" fn resource_release_callback(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn write_after_transaction() {
-    flow::end_transaction();
+    settlement::end_transaction();
 }
 
 #[pg_guard]
@@ -409,6 +531,7 @@ unsafe extern "C-unwind" fn subxact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        flow::abort_subxact(my_subid);
+        settlement::abort_subxact(my_subid);
+        pacing::stop_unless_open();
     }
 }

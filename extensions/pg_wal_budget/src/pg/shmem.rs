@@ -5,14 +5,18 @@
 //!
 //! All `unsafe` for shared memory lives here: callers get a [`Locked`] guard
 //! that derefs to safe slices.
-use crate::{guc, unguarded};
-use governance::budget::admission::{self, Ledger, Reconciled};
-use governance::token_bucket::{BucketLimits, TokenBucket};
+use super::unguarded;
+use crate::guc;
+use crate::types::BucketRef;
+use governance::budget::buckets::PolicyBuckets;
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const SHMEM_NAME: &std::ffi::CStr = c"pg_wal_budget";
 const TRANCHE_NAME: &std::ffi::CStr = c"pg_wal_budget";
+
+/// How many policies without a bucket the warning dedup remembers.
+const WARNED_CAPACITY: usize = 64;
 
 /// Longest scope value kept in the scope-name table.
 pub const SCOPE_VALUE_BYTES: usize = 256;
@@ -34,9 +38,19 @@ pub struct Counters {
     pub internal_fail_open_count: u64,
     pub aborted_after_charge_count: u64,
     pub scope_name_drop_count: u64,
+    /// Statements admitted or refused without a bucket because the bucket
+    /// table was full (`pwb.budget_bucket_capacity`).
+    pub bucket_capacity_exhausted_count: u64,
+    /// Queued statements that gave up waiting (lock_timeout, or a lock they
+    /// hold was wanted by another session).
+    pub queue_gave_up_count: u64,
+    /// Statements admitted in pace mode, and the time they waited while
+    /// running.
+    pub paced_statements: u64,
+    pub pace_wait_micros: u64,
 }
 
-/// One durable policy mirrored into shared memory, with its bucket.
+/// One durable policy mirrored into shared memory, with its buckets.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub struct PolicySlot {
@@ -48,52 +62,37 @@ pub struct PolicySlot {
     pub policy_id: i32,
     pub priority: i32,
     pub scope_hash: i64,
-    pub rate: u64,
-    pub burst: u64,
-    /// The enforcement bucket, charged in queue and reject mode.
-    pub bucket: TokenBucket,
-    /// Shadow mode's copy: checked and charged as enforcement would be, so
-    /// `would_reject` is meaningful, without touching `bucket`.
-    pub shadow_bucket: TokenBucket,
+    /// Which row this slot mirrors: the row's `created_at`. A new row that
+    /// reuses a policy_id (after TRUNCATE ... RESTART IDENTITY, say) is a
+    /// new policy and starts with fresh buckets.
+    pub incarnation: i64,
+    /// Not scaled by replica-lag and WAL-disk feedback.
+    pub feedback_exempt: bool,
+    pub buckets: PolicyBuckets,
+    pub stats: PolicyStats,
+}
+
+/// What one policy (or one value of a template) saw: `pwb.scope_stats()`
+/// and `pwb.metrics()`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct PolicyStats {
+    pub accepted: u64,
+    pub queued: u64,
+    pub rejected: u64,
+    /// Statements admitted in pace mode.
+    pub paced: u64,
+    pub predicted_bytes: u64,
+    pub actual_bytes: u64,
+    /// Time queued statements waited before they ran, and paced statements
+    /// while they ran.
+    pub queue_wait_micros: u64,
+    pub pace_wait_micros: u64,
 }
 
 impl PolicySlot {
-    fn holds(&self, policy_id: i32, dboid: u32) -> bool {
+    pub fn holds(&self, policy_id: i32, dboid: u32) -> bool {
         self.used && self.dboid == dboid && self.policy_id == policy_id
-    }
-
-    pub fn limits(&self) -> BucketLimits {
-        BucketLimits {
-            rate_per_sec: self.rate,
-            burst: self.burst,
-        }
-    }
-
-    /// The bucket a ledger checks at admission: shadow mode's copy, or the
-    /// enforcement bucket (which observe mode only reads).
-    pub fn bucket_mut(&mut self, ledger: Ledger) -> &mut TokenBucket {
-        match ledger {
-            Ledger::Shadow => &mut self.shadow_bucket,
-            Ledger::Enforcement | Ledger::None => &mut self.bucket,
-        }
-    }
-
-    /// Settles `actual` measured bytes against `charged` up-front bytes in
-    /// the ledger's bucket; returns what happened and the bytes available
-    /// afterwards, or `None` for a ledger that charges nothing.
-    pub fn settle(
-        &mut self,
-        ledger: Ledger,
-        charged: u64,
-        actual: u64,
-    ) -> Option<(Reconciled, u64)> {
-        if ledger == Ledger::None {
-            return None;
-        }
-        let limits = self.limits();
-        let bucket = self.bucket_mut(ledger);
-        let reconciled = admission::reconcile(bucket, limits, charged, actual);
-        Some((reconciled, bucket.available()))
     }
 }
 
@@ -101,7 +100,6 @@ impl PolicySlot {
 #[repr(C)]
 pub struct ProfileSlot {
     pub used: bool,
-    pub dirty: bool,
     pub scope_hash: i64,
     pub query_id: i64,
     pub calls: u64,
@@ -133,6 +131,100 @@ pub struct DecisionSlot {
     pub available_after: i64,
 }
 
+/// The bucket of one value of a template policy ("every tenant may write
+/// 1 MiB/s": one of these per tenant), made on the value's first statement
+/// and reused once it is idle (full, without debt: then it is no different
+/// from a new one).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ValueSlot {
+    pub used: bool,
+    pub dboid: u32,
+    pub policy_id: i32,
+    /// The template row's incarnation (see `PolicySlot::incarnation`).
+    pub incarnation: i64,
+    pub value_hash: i64,
+    pub buckets: PolicyBuckets,
+    pub stats: PolicyStats,
+}
+
+impl ValueSlot {
+    fn idle(&self, now_micros: u64) -> bool {
+        let b = &self.buckets;
+        b.enforcement.debt() == 0
+            && b.shadow.debt() == 0
+            && b.enforcement.available_at(b.limits, now_micros) >= b.limits.burst
+            && b.shadow.available_at(b.limits, now_micros) >= b.limits.burst
+    }
+}
+
+/// Most standbys `pwb.feedback()` lists.
+pub const MAX_STANDBYS: usize = 16;
+
+/// One standby's replay lag as the worker last read it.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct StandbyLag {
+    pub name: [u8; 64],
+    pub name_len: u8,
+    pub counted: bool,
+    pub lag_bytes: i64,
+}
+
+impl StandbyLag {
+    pub fn name(&self) -> String {
+        let len = usize::from(self.name_len).min(self.name.len());
+        String::from_utf8_lossy(&self.name[..len]).into_owned()
+    }
+
+    pub fn new(name: &str, lag_bytes: i64, counted: bool) -> StandbyLag {
+        let bytes = truncate_utf8(name, 64);
+        let mut out = StandbyLag {
+            name: [0; 64],
+            name_len: bytes.len() as u8,
+            counted,
+            lag_bytes,
+        };
+        out.name[..bytes.len()].copy_from_slice(bytes);
+        out
+    }
+}
+
+/// Replica-lag and WAL-disk feedback, as the worker last computed it.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct FeedbackState {
+    /// The overall factor, in millionths.
+    pub factor_ppm: u32,
+    /// `feedback::Limiting` code.
+    pub limiting: u8,
+    pub engaged_since_epoch_ms: i64,
+    pub updated_epoch_ms: i64,
+    /// Free bytes on the WAL filesystem (-1: unknown).
+    pub wal_disk_free_bytes: i64,
+    pub n_standbys: u32,
+    pub standbys: [StandbyLag; MAX_STANDBYS],
+}
+
+/// A statement waiting for budget: queued (before it runs) or paced (while
+/// it runs), in arrival order per policy (`ticket`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct WaiterSlot {
+    pub used: bool,
+    /// `WaitKind` code.
+    pub kind: u8,
+    pub pid: i32,
+    pub dboid: u32,
+    pub policy_id: i32,
+    /// The template value it waits under (0: the policy's own bucket).
+    pub value_hash: i64,
+    pub ticket: u64,
+    pub since_epoch_ms: i64,
+    /// Bytes it waits for (its prediction, or a paced chunk).
+    pub wanted: u64,
+}
+
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct ScopeNameSlot {
@@ -156,6 +248,12 @@ struct Header {
     _generation_padding: [u8; 120],
     counters: Counters,
     decision_next: u64,
+    /// Policies (database, policy id) already warned about for finding the
+    /// bucket table full, so the log says it once per policy.
+    warned_without_bucket: [(u32, i32); WARNED_CAPACITY],
+    warned_next: usize,
+    feedback: FeedbackState,
+    next_ticket: u64,
     n_buckets: usize,
     n_profiles: usize,
     n_decisions: usize,
@@ -170,6 +268,9 @@ struct Layout {
     profiles_off: usize,
     decisions_off: usize,
     names_off: usize,
+    values_off: usize,
+    waiters_off: usize,
+    waiters: usize,
     total: usize,
 }
 
@@ -183,13 +284,25 @@ fn layout() -> Layout {
     let profiles_off = align(buckets_off + caps.buckets * size_of::<PolicySlot>());
     let decisions_off = align(profiles_off + caps.profiles * size_of::<ProfileSlot>());
     let names_off = align(decisions_off + caps.decisions * size_of::<DecisionSlot>());
-    let total = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    let values_off = align(names_off + caps.scope_names * size_of::<ScopeNameSlot>());
+    let waiters_off = align(values_off + caps.template_buckets * size_of::<ValueSlot>());
+    // One waiter slot per backend: a backend waits for one statement at a
+    // time. MaxBackends is set before shared memory is requested.
+    // SAFETY: a plain global, set by the postmaster before it requests
+    // shared memory and inherited by every child.
+    let waiters = usize::try_from(unsafe { pg_sys::MaxBackends })
+        .unwrap_or(0)
+        .max(1);
+    let total = align(waiters_off + waiters * size_of::<WaiterSlot>());
     Layout {
         caps,
         buckets_off,
         profiles_off,
         decisions_off,
         names_off,
+        values_off,
+        waiters_off,
+        waiters,
         total,
     }
 }
@@ -257,6 +370,8 @@ unsafe extern "C-unwind" fn shmem_startup() {
             std::ptr::write_bytes(base, 0, layout.total);
             let header = base.cast::<Header>();
             (*header).policy_generation = AtomicU64::new(1);
+            (*header).feedback.factor_ppm = governance::budget::buckets::FULL_SCALE;
+            (*header).feedback.wal_disk_free_bytes = -1;
             (*header).n_buckets = layout.caps.buckets;
             (*header).n_profiles = layout.caps.profiles;
             (*header).n_decisions = layout.caps.decisions;
@@ -396,6 +511,153 @@ impl Locked {
         self.slice(l.names_off, l.caps.scope_names)
     }
 
+    pub fn feedback(&mut self) -> &mut FeedbackState {
+        &mut self.header().feedback
+    }
+
+    pub fn values(&mut self) -> &mut [ValueSlot] {
+        let l = self.shared.layout;
+        self.slice(l.values_off, l.caps.template_buckets)
+    }
+
+    /// The buckets `bref` names in database `dboid`: a policy's own, or a
+    /// template value's (whose limits follow the template's).
+    pub fn buckets(&mut self, bref: BucketRef, dboid: u32) -> Option<&mut PolicyBuckets> {
+        if bref.value_hash == 0 {
+            return self
+                .policy_slot((bref.slot, bref.policy_id), dboid)
+                .map(|s| &mut s.buckets);
+        }
+        let index = self.value_index(bref, dboid)?;
+        Some(&mut self.values()[index].buckets)
+    }
+
+    /// Counts into the statistics of the bucket `bref` names: its policy's,
+    /// and its template value's.
+    pub fn count(&mut self, bref: BucketRef, dboid: u32, mut add: impl FnMut(&mut PolicyStats)) {
+        if let Some(slot) = self.policy_slot((bref.slot, bref.policy_id), dboid) {
+            add(&mut slot.stats);
+        }
+        if bref.value_hash != 0
+            && let Some(index) = self.value_index(bref, dboid)
+        {
+            add(&mut self.values()[index].stats);
+        }
+    }
+
+    fn value_index(&mut self, bref: BucketRef, dboid: u32) -> Option<usize> {
+        let holds = |v: &ValueSlot| {
+            v.used
+                && v.dboid == dboid
+                && v.policy_id == bref.policy_id
+                && v.value_hash == bref.value_hash
+        };
+        let values = self.values();
+        if values.get(bref.value_slot).is_some_and(holds) {
+            return Some(bref.value_slot);
+        }
+        values.iter().position(holds)
+    }
+
+    /// The bucket of `value_hash` under the template policy in slot
+    /// `policy_index`: found, or made full (taking a free slot, or an idle
+    /// one, in the value's probe window). None when every slot there is
+    /// busy: the table is full.
+    pub fn value_bucket(
+        &mut self,
+        policy_index: usize,
+        value_hash: i64,
+        now_micros: u64,
+    ) -> Option<BucketRef> {
+        let policy = self.policies()[policy_index];
+        let values = self.values();
+        let len = values.len();
+        if len == 0 {
+            return None;
+        }
+        let start = (mix(
+            i64::from(policy.policy_id) ^ i64::from(policy.dboid),
+            value_hash,
+        ) % len as u64) as usize;
+        let mut vacant = None;
+        for i in 0..PROBE.min(len) {
+            let index = (start + i) % len;
+            let v = &mut values[index];
+            if v.used
+                && v.dboid == policy.dboid
+                && v.policy_id == policy.policy_id
+                && v.value_hash == value_hash
+            {
+                if v.incarnation != policy.incarnation {
+                    v.incarnation = policy.incarnation;
+                    v.buckets = PolicyBuckets::fresh(policy.buckets.limits, now_micros);
+                } else {
+                    v.buckets.change_limits(policy.buckets.limits, now_micros);
+                }
+                v.buckets.set_scale(policy.buckets.scale_ppm, now_micros);
+                return Some(BucketRef {
+                    slot: policy_index,
+                    policy_id: policy.policy_id,
+                    value_hash,
+                    value_slot: index,
+                });
+            }
+            if vacant.is_none() && (!v.used || v.idle(now_micros)) {
+                vacant = Some(index);
+            }
+        }
+        let index = vacant?;
+        values[index] = ValueSlot {
+            used: true,
+            dboid: policy.dboid,
+            policy_id: policy.policy_id,
+            incarnation: policy.incarnation,
+            value_hash,
+            buckets: {
+                let mut b = PolicyBuckets::fresh(policy.buckets.limits, now_micros);
+                b.set_scale(policy.buckets.scale_ppm, now_micros);
+                b
+            },
+            stats: PolicyStats::default(),
+        };
+        Some(BucketRef {
+            slot: policy_index,
+            policy_id: policy.policy_id,
+            value_hash,
+            value_slot: index,
+        })
+    }
+
+    pub fn waiters(&mut self) -> &mut [WaiterSlot] {
+        let l = self.shared.layout;
+        self.slice(l.waiters_off, l.waiters)
+    }
+
+    /// The next arrival ticket.
+    pub fn take_ticket(&mut self) -> u64 {
+        let header = self.header();
+        header.next_ticket += 1;
+        header.next_ticket
+    }
+
+    /// Whether the bucket table has a free slot.
+    pub fn has_free_policy_slot(&mut self) -> bool {
+        self.policies().iter().any(|s| !s.used)
+    }
+
+    /// Records that policy `policy_id` of `dboid` has no bucket; true the
+    /// first time (the caller then warns), false when it already was.
+    pub fn first_without_bucket(&mut self, dboid: u32, policy_id: i32) -> bool {
+        let header = self.header();
+        if header.warned_without_bucket.contains(&(dboid, policy_id)) {
+            return false;
+        }
+        let next = header.warned_next % WARNED_CAPACITY;
+        header.warned_without_bucket[next] = (dboid, policy_id);
+        header.warned_next = next + 1;
+        true
+    }
+
     /// Appends a decision to the ring; returns its sequence number.
     pub fn push_decision(&mut self, mut d: DecisionSlot) -> u64 {
         let seq = self.header().decision_next;
@@ -458,7 +720,6 @@ impl Locked {
         let idx = victim?;
         table[idx] = ProfileSlot {
             used: true,
-            dirty: false,
             scope_hash,
             query_id,
             calls: 0,

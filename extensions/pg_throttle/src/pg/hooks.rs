@@ -1,22 +1,30 @@
-//! FFI only: installs the executor hooks and the transaction and cache
-//! callbacks, and keeps their bodies thin (domain code is in `wrap` and
-//! `config`). Previous hooks are kept and called through pgrx's FFI guard.
+//! Installs the executor hooks and the transaction and cache callbacks, and
+//! keeps their bodies thin: each calls the previous hook (through pgrx's
+//! FFI guard) and hands over to `crate::throttle` or `crate::config`.
 use pgrx::prelude::*;
+use pgsupport::exec_node;
+use pgsupport::hook::Previous;
 
-use crate::{config, wrap};
+use crate::{config, throttle};
 
-static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
-static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
+static PREV_EXECUTOR_START: Previous<pg_sys::ExecutorStart_hook_type> = Previous::new();
+static PREV_EXECUTOR_END: Previous<pg_sys::ExecutorEnd_hook_type> = Previous::new();
 
 /// Installs hooks and callbacks; called once from `_PG_init`.
 pub fn install() {
-    // SAFETY: _PG_init runs once per backend, single-threaded, before any
-    // query; saving and replacing the hook globals is the documented protocol.
+    // SAFETY: _PG_init runs once per process, before any query; saving and
+    // replacing the hook globals is the documented protocol, and the
+    // callbacks stay valid for the life of the process.
     unsafe {
-        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
-        pg_sys::ExecutorStart_hook = Some(executor_start);
-        PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
-        pg_sys::ExecutorEnd_hook = Some(executor_end);
+        PREV_EXECUTOR_START.install(
+            std::ptr::addr_of_mut!(pg_sys::ExecutorStart_hook),
+            Some(executor_start),
+        );
+        PREV_EXECUTOR_END.install(
+            std::ptr::addr_of_mut!(pg_sys::ExecutorEnd_hook),
+            Some(executor_end),
+        );
+        super::copy::install();
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0usize));
@@ -38,7 +46,7 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     // SAFETY: the previous hook (or the standard function) is called with the
     // arguments we were given, through pgrx's FFI guard.
     unsafe {
-        match PREV_EXECUTOR_START {
+        match PREV_EXECUTOR_START.get().flatten() {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query, eflags)),
             None => pg_sys::standard_ExecutorStart(query, eflags),
         }
@@ -51,23 +59,30 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     // a cheap check of a shared counter when nothing is pending.
     // SAFETY: allowed anywhere inside a transaction, as lock acquisition does.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-    let config = config::current();
-    if config.is_throttled() {
-        // SAFETY: the executor of `query` has just been started.
-        unsafe { wrap::install(query, &config) };
-    }
+    // SAFETY: the executor has just been started: its planned statement is
+    // set.
+    let parallel = unsafe { (*(*query).plannedstmt).parallelModeNeeded };
+    // SAFETY: a plain accessor of transaction state.
+    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    throttle::start(
+        query as usize,
+        // SAFETY: the executor of `query` has been started and not ended.
+        || unsafe { exec_node::plan_states(query) },
+        parallel,
+        subxact,
+    );
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
     // SAFETY: as in executor_start.
     unsafe {
-        match PREV_EXECUTOR_END {
+        match PREV_EXECUTOR_END.get().flatten() {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query)),
             None => pg_sys::standard_ExecutorEnd(query),
         }
     }
-    wrap::end_query(query);
+    throttle::end(query as usize);
 }
 
 #[pg_guard]
@@ -77,15 +92,12 @@ unsafe extern "C-unwind" fn xact_callback(
 ) {
     use pg_sys::XactEvent::*;
     // Every executor of the transaction has ended (or died) by now.
-    if matches!(
-        event,
-        XACT_EVENT_COMMIT
-            | XACT_EVENT_PARALLEL_COMMIT
-            | XACT_EVENT_ABORT
-            | XACT_EVENT_PARALLEL_ABORT
-            | XACT_EVENT_PREPARE
-    ) {
-        wrap::clear();
+    match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            throttle::end_of_transaction(true)
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => throttle::end_of_transaction(false),
+        _ => {}
     }
 }
 
@@ -97,7 +109,7 @@ unsafe extern "C-unwind" fn subxact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        wrap::abort_subxact(my_subid);
+        throttle::abort_subxact(my_subid);
     }
 }
 
@@ -109,4 +121,10 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 #[pg_guard]
 unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
     config::invalidate();
+}
+
+/// Clears this process's backend slot when it exits.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn clear_slot_at_exit(_code: i32, _arg: pg_sys::Datum) {
+    crate::stats::process_exiting();
 }

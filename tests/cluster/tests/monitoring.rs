@@ -1,0 +1,146 @@
+//! Monitoring: pg_wal_budget's Prometheus exposition on a real server,
+//! validated by a real parser (`promtool check metrics`, from Debian's
+//! prometheus package), with label values that need escaping, and who may
+//! read it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use cluster_tests::{Client, Cluster, find_program, sqlstate};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs `promtool check metrics` on `text`; panics with its complaints.
+fn promtool_accepts(text: &str) {
+    let promtool = find_program("promtool").expect("promtool is installed");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the first sample of `metric` whose line contains every one
+/// of `labels` (label fragments such as `policy_id="1"`).
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn budget_server() -> (Cluster, Client) {
+    let cluster = Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("compute_query_id", "on")
+        .start();
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_wal_budget;
+             CREATE ROLE writer LOGIN;
+             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
+             GRANT ALL ON t, t_id_seq TO writer;",
+        )
+        .unwrap();
+    (cluster, admin)
+}
+
+#[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "promtool is not installed (scripts/setup installs Debian's prometheus package)"
+)]
+fn pwb_metrics_pass_promtool_and_escape_label_values() {
+    let (cluster, mut admin) = budget_server();
+    // A scope value needing every escape: quote, backslash, newline.
+    let odd = "we\"ird\\tenant\nname";
+    admin
+        .execute(
+            "SELECT pwb.create_policy('tenant', $1, 1000000, 2000000, 'queue')",
+            &[&odd],
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "SELECT pwb.create_policy('tenant', NULL, 500000, 1000000, 'pace');
+             CREATE ROLE setter LOGIN; GRANT pwb_tenant_setter TO setter;
+             GRANT ALL ON t, t_id_seq TO setter;",
+        )
+        .unwrap();
+    let mut odd_tenant = cluster.connect_as("setter", "postgres");
+    odd_tenant
+        .execute("SELECT pwb.set_tenant($1)", &[&odd])
+        .unwrap();
+    odd_tenant
+        .batch_execute("INSERT INTO t (payload) SELECT 'x' FROM generate_series(1, 100)")
+        .unwrap();
+    let mut setter = cluster.connect_as("setter", "postgres");
+    setter
+        .batch_execute(
+            "SELECT pwb.set_tenant('acme'); INSERT INTO t (payload) VALUES ('tenant row')",
+        )
+        .unwrap();
+    let text: String = admin.query_one("SELECT pwb.metrics()", &[]).unwrap().get(0);
+    promtool_accepts(&text);
+    assert!(
+        text.contains(r#"scope_value="we\"ird\\tenant\nname""#),
+        "escaped label value:\n{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "pwb_policy_statements_total",
+            &[r#"policy_id="1""#, r#"outcome="accepted""#]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "pwb_policy_rate_bytes_per_second",
+            &[r#"scope_value="acme""#]
+        ),
+        Some(500000.0),
+        "the template's value has its own series"
+    );
+    assert!(sample(&text, "pwb_actual_wal_bytes_total", &[]).unwrap_or(0.0) > 0.0);
+}
+
+#[test]
+fn pwb_metrics_are_for_monitors_only() {
+    let (cluster, mut admin) = budget_server();
+    admin
+        .batch_execute(
+            "CREATE ROLE watcher LOGIN; GRANT pg_monitor TO watcher;
+             CREATE ROLE nobody LOGIN;",
+        )
+        .unwrap();
+    let mut watcher = cluster.connect_as("watcher", "postgres");
+    let text: String = watcher
+        .query_one("SELECT pwb.metrics()", &[])
+        .unwrap()
+        .get(0);
+    assert!(text.contains("# TYPE pwb_statements_accepted_total counter"));
+    let mut nobody = cluster.connect_as("nobody", "postgres");
+    let err = nobody
+        .query_one("SELECT pwb.metrics()", &[])
+        .expect_err("not a monitor");
+    assert_eq!(sqlstate(&err), Some("42501"));
+    let mut writer = cluster.connect_as("writer", "postgres");
+    assert!(writer.query_one("SELECT pwb.metrics()", &[]).is_err());
+}

@@ -2,7 +2,7 @@
 //! what the files in `pg_wal` take. The arithmetic is
 //! `governance::sizing::disk`.
 use crate::guc;
-use crate::pg::{shmem, statvfs};
+use crate::pg::shmem;
 use crate::state::DiskState;
 use governance::sizing::WalDisk;
 use governance::sizing::disk::cap_mb;
@@ -28,7 +28,7 @@ fn pg_wal_bytes() -> std::io::Result<u64> {
 /// capped). Publishes the reading in shared memory.
 pub fn read_cap(segment_mb: u64, now_ms: u64) -> Option<u64> {
     let fraction = guc::MAX_WAL_DISK_FRACTION.get();
-    let reading = statvfs::pg_wal().and_then(|(blocks, avail, fragment)| {
+    let reading = pgsupport::disk::pg_wal().and_then(|(blocks, avail, fragment)| {
         Ok(WalDisk::from_statvfs(
             blocks,
             avail,

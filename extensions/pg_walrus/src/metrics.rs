@@ -9,32 +9,23 @@ use crate::pg::{server, shmem};
 use crate::state::WorkerState;
 use crate::stats;
 use governance::sizing::{Action, MB};
+use pgsupport::prometheus::{Exposition, Kind};
 use pgsupport::time::unix_ms;
-use std::fmt::Write as _;
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Gauge,
-    Counter,
-}
-
-struct Out(String);
+/// Writes `walrus_`-prefixed families with the shared exposition writer.
+struct Out(Exposition);
 
 impl Out {
-    fn family(&mut self, name: &str, kind: Kind, help: &str, samples: &[(String, f64)]) {
-        let kind = match kind {
-            Kind::Gauge => "gauge",
-            Kind::Counter => "counter",
-        };
-        let _ = writeln!(self.0, "# HELP walrus_{name} {help}");
-        let _ = writeln!(self.0, "# TYPE walrus_{name} {kind}");
+    fn family(&mut self, name: &str, kind: Kind, help: &str, samples: &[(&[(&str, &str)], f64)]) {
+        let name = format!("walrus_{name}");
+        self.0.family(&name, kind, help);
         for (labels, value) in samples {
-            let _ = writeln!(self.0, "walrus_{name}{labels} {value}");
+            self.0.sample(&name, labels, *value);
         }
     }
 
     fn one(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
-        self.family(name, kind, help, &[(String::new(), value)]);
+        self.0.single(&format!("walrus_{name}"), kind, help, value);
     }
 }
 
@@ -49,7 +40,7 @@ fn bytes_of_mb(mb: u64) -> f64 {
 /// The exposition text.
 pub fn exposition() -> String {
     let p = preview();
-    let mut out = Out(String::new());
+    let mut out = Out(Exposition::new());
     let standby = p.standby;
     let current = p.server.max_wal_size_mb;
     out.one(
@@ -123,7 +114,7 @@ pub fn exposition() -> String {
             "1 if the pg_walrus worker is running.",
             0.0,
         );
-        return out.0;
+        return out.0.finish();
     }
     let sh = p.shared;
     let now = unix_ms();
@@ -184,14 +175,14 @@ pub fn exposition() -> String {
         "Consecutive intervals without forced checkpoints.",
         f64::from(sh.sizer.quiet_intervals()),
     );
-    let per_action: Vec<(String, f64)> = Action::ALL
+    let action_labels: Vec<[(&str, &str); 1]> = Action::ALL
         .iter()
-        .map(|a| {
-            (
-                format!("{{action=\"{}\"}}", a.as_str()),
-                sh.count_of(*a) as f64,
-            )
-        })
+        .map(|a| [("action", a.as_str())])
+        .collect();
+    let per_action: Vec<(&[(&str, &str)], f64)> = Action::ALL
+        .iter()
+        .zip(&action_labels)
+        .map(|(a, labels)| (&labels[..], sh.count_of(*a) as f64))
         .collect();
     out.family(
         "decisions_total",
@@ -293,5 +284,5 @@ pub fn exposition() -> String {
         "Failed readings of the filesystem holding pg_wal.",
         sh.disk_errors as f64,
     );
-    out.0
+    out.0.finish()
 }

@@ -58,7 +58,8 @@ CREATE FUNCTION pwb.scope_stats() RETURNS TABLE (
     "paced_statements" bigint,
     "pace_wait_ms" bigint,
     "waiting_statements" bigint,
-    "scope_value" TEXT
+    "scope_value" TEXT,
+    "effective_rate_bytes_per_sec" bigint
 )
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c

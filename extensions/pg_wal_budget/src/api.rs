@@ -351,6 +351,7 @@ fn scope_stats() -> TableIterator<
         name!(pace_wait_ms, i64),
         name!(waiting_statements, i64),
         name!(scope_value, Option<String>),
+        name!(effective_rate_bytes_per_sec, i64),
     ),
 > {
     drop(require_shmem());
@@ -419,6 +420,7 @@ fn scope_stats() -> TableIterator<
             i(stats.pace_wait_micros / 1000),
             waiting,
             value,
+            i(b.effective_rate()),
         ));
     }
     drop(shm);

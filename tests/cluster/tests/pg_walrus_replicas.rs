@@ -371,13 +371,16 @@ fn promotion_writes_the_standby_decisions_to_history() {
 /// standby starts from that size at once.
 #[test]
 fn promotion_carries_over_the_old_primary_size() {
-    // No shrink: the primary's last decision is its last increase.
+    // No shrink: the primary's last decision is its last increase. One
+    // forced checkpoint per (one-second) interval is enough to grow: on a
+    // busy machine a 48 MB write can take longer than an interval.
     let p = primary(&[
         ("max_wal_size", "32MB"),
         ("min_wal_size", "32MB"),
         ("walrus.min_size", "32MB"),
         ("walrus.max", "64GB"),
         ("walrus.shrink_enable", "off"),
+        ("walrus.threshold", "1"),
     ]);
     // The standby's copy is taken before the load; it takes no decision of
     // its own (off while the load runs). pg_basebackup copies the primary's

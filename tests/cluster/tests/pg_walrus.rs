@@ -74,10 +74,26 @@ fn write_wal(client: &mut Client, mb: i32) {
 fn wait_for_action(client: &mut Client, action: &str, mut drive: impl FnMut(&mut Client)) {
     let deadline = Instant::now() + WAIT;
     while count_rows(client, action) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no '{action}' row within {WAIT:?}"
-        );
+        if Instant::now() >= deadline {
+            let last: String = client
+                .query_one(
+                    "SELECT coalesce(string_agg(format('%s %s->%s: %s', action, old_size_mb, new_size_mb, reason), E'\\n' ORDER BY id), 'none')
+                     FROM (SELECT * FROM walrus.history ORDER BY id DESC LIMIT 5) h",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            let decision: String = client
+                .query_one(
+                    "SELECT coalesce(walrus.status()->>'last_decision', 'none')",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            panic!(
+                "no '{action}' row within {WAIT:?}; last history rows:\n{last}\nlast decision: {decision}"
+            );
+        }
         drive(client);
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -127,7 +143,16 @@ fn checkpoints(client: &mut Client, n: usize) {
 
 #[test]
 fn wal_rate_grows_in_one_step_with_history_notify_and_log() {
-    let c = cluster(&[("walrus.max", "64GB")]);
+    // Intervals of 3 s: on a loaded 2-core machine an 80 MB write and its
+    // checkpoints can take longer than a second, which would spread the
+    // forced checkpoints one per interval, under the threshold of 2.
+    let c = cluster(&[
+        ("walrus.max", "64GB"),
+        ("walrus.naptime_override_ms", "3000"),
+        // The size needed here is tens of GB: no disk cap, so that the step
+        // goes exactly there whatever the machine's free space.
+        ("walrus.max_wal_disk_fraction", "0"),
+    ]);
     let mut client = c.connect();
     let mut listener = c.connect();
     listener.batch_execute("LISTEN walrus").unwrap();

@@ -47,15 +47,22 @@ def median_interval(values):
     return statistics.median(v), v[k - 1], v[n - k]
 
 
+def geo_interval(ratios):
+    """Geometric mean of ratios and its 95 % interval (t, on the logs)."""
+    logs = [math.log(x) for x in ratios]
+    n = len(logs)
+    mean = statistics.mean(logs)
+    if n < 2:
+        return math.exp(mean), float("nan"), float("nan")
+    se = statistics.stdev(logs) / math.sqrt(n)
+    return math.exp(mean), math.exp(mean - t95(n - 1) * se), math.exp(mean + t95(n - 1) * se)
+
+
 def overhead(path):
     pairs = [line.split("\t") for line in open(path) if line.strip()]
     pairs = [(float(a), float(b)) for a, b, _ in pairs if a and b]
-    logs = [math.log(b / a) for a, b in pairs]
-    n = len(logs)
-    mean = statistics.mean(logs)
-    se = statistics.stdev(logs) / math.sqrt(n)
-    lo, hi = math.exp(mean - t95(n - 1) * se), math.exp(mean + t95(n - 1) * se)
-    ratio = math.exp(mean)
+    n = len(pairs)
+    ratio, lo, hi = geo_interval([b / a for a, b in pairs])
     out(f"1. observe-mode overhead: pgbench tpcb-like (2 clients per server, scale 10), "
         f"two servers side by side, {n} pairs",
         ">= 0.98 of TPS without the extension",
@@ -140,32 +147,56 @@ def mean_tps(prog, a, b):
     return statistics.mean(v) if v else float("nan")
 
 
-def tenants(rows_path, seg_path, free_path, bpr, rate):
+def tenants(rows_path, seg_path, free_a, free_b, bpr, rate):
     bpr, rate = float(bpr), float(rate)
-    segs = segments(seg_path)
-    windows = [(s0 + 2.0, s1 - 0.5) for s0, s1, _ in segs]
-    res, total = rates(rows_by_who(rows_path), windows, bpr, rate)
+    segs = []
+    for line in open(seg_path):
+        if line.strip():
+            kind, side, s0, s1, s2, ticks = line.rstrip("\n").split("\t")
+            a0, b0, a1, b1 = map(float, ticks.split())
+            segs.append((kind, side, float(s0), float(s1), float(s2), {"A": a1 - a0, "B": b1 - b0}))
+    rows = rows_by_who(rows_path)
+    res = {}
+    total = 0
+    nseg = sum(1 for x in segs if x[0] == "r" and x[1] == "A")
+    for side in ("A", "B"):
+        windows = [(s0 + 2.0, s1 - 0.5) for kind, sd, s0, s1, _, _ in segs if sd == side and kind == "r"]
+        r, total = rates({w: v for w, v in rows.items() if w.startswith(side)}, windows, bpr, rate)
+        res.update(r)
     lo, hi = min(res.values()), max(res.values())
     out(f"4. four roles, each its own pace policy of 1 MiB/s, looping 1,000-row INSERTs "
-        f"(3 segments, {total:.0f} s measured after each burst; {bpr:.0f} B WAL per row)",
+        f"(two servers, {nseg} segments each, {total:.0f} s measured per role after the bursts; "
+        f"{bpr:.0f} B WAL per row)",
         "each role 1 MiB/s +- 5 %", "-",
-        " / ".join(f"{who} {r:.3f}" for who, r in res.items()) + " MiB/s",
-        verdict(lo >= 0.95 and hi <= 1.05))
-    prog = progress(free_path)
-    start = prog[0][0] - 1 if prog else segs[0][0]
-    end = prog[-1][0] if prog else segs[-1][2]
-    alone_bounds = [start] + [s2 for _, _, s2 in segs]
-    alone_ends = [s0 for s0, _, _ in segs] + [end]
-    alone = [mean_tps(prog, a + 1, b) for a, b in zip(alone_bounds, alone_ends)]
-    loaded = [mean_tps(prog, s0 + 1, s1) for s0, s1, _ in segs]
-    ratios = [ld / ((alone[k] + alone[k + 1]) / 2) for k, ld in enumerate(loaded)]
-    r = statistics.mean(ratios)
-    out("4. an unpoliced role's pgbench tpcb-like TPS (2 clients) while the four paced roles write, "
-        "against the segments without them",
+        f"8 roles (4 per server): {lo:.3f} - {hi:.3f} MiB/s", verdict(lo >= 0.95 and hi <= 1.05))
+    prog = {"A": progress(free_a), "B": progress(free_b)}
+    found = {}
+    for kind in ("r", "h"):
+        ks = [x for x in segs if x[0] == kind]
+        tps_r, cpu_r, loaded, other = [], [], [], []
+        for k in range(0, len(ks) - 1, 2):
+            (_, sa, a0, a1, _, ta), (_, sb, b0, b1, _, tb) = ks[k], ks[k + 1]
+            assert sa == "A" and sb == "B"
+            t = {(srv, seg): mean_tps(prog[srv], w0, w1)
+                 for srv in "AB" for seg, (w0, w1) in (("a", (a0, a1)), ("b", (b0, b1)))}
+            tps_r.append(math.sqrt(t["A", "a"] / t["A", "b"] * t["B", "b"] / t["B", "a"]))
+            # transactions per CPU second of each server, loaded against not
+            e = {("A", "a"): t["A", "a"] * (a1 - a0) / ta["A"], ("A", "b"): t["A", "b"] * (b1 - b0) / tb["A"],
+                 ("B", "a"): t["B", "a"] * (a1 - a0) / ta["B"], ("B", "b"): t["B", "b"] * (b1 - b0) / tb["B"]}
+            cpu_r.append(math.sqrt(e["A", "a"] / e["A", "b"] * e["B", "b"] / e["B", "a"]))
+            loaded += [t["A", "a"], t["B", "b"]]
+            other += [t["A", "b"], t["B", "a"]]
+        found[kind] = (geo_interval(tps_r), tps_r, geo_interval(cpu_r), loaded, other)
+    (r, rlo, rhi), tps_r, (cpu, clo, chi), loaded, other = found["r"]
+    (hr, _, _), _, (hcpu, _, _), _, _ = found["h"]
+    out("4. an unpoliced role's pgbench tpcb-like TPS (2 clients) on the server where the four paced roles write, "
+        "against its TPS without them (paired servers sharing one CPU, the load taking turns)",
         ">= 95 %",
-        "without the paced load: " + " / ".join(f"{a:.0f}" for a in alone) + " tps",
-        "with it: " + " / ".join(f"{x:.0f}" for x in loaded) + f" tps; ratio {100 * r:.1f} % "
-        f"(segments {', '.join(f'{100 * x:.1f}' for x in ratios)} %)",
+        f"not loaded: median {statistics.median(other):.0f} tps; control load (same WAL, no policy, "
+        f"transactions held open 1 s): TPS {100 * hr:.1f} %, per CPU second {100 * hcpu:.1f} %",
+        f"loaded: median {statistics.median(loaded):.0f} tps; TPS {100 * r:.1f} % [{100 * rlo:.1f}, {100 * rhi:.1f}] "
+        f"({len(tps_r)} pairs: {', '.join(f'{100 * x:.0f}' for x in tps_r)} %); "
+        f"transactions per server CPU second {100 * cpu:.1f} % [{100 * clo:.1f}, {100 * chi:.1f}]",
         verdict(r >= 0.95))
 
 
@@ -186,34 +217,39 @@ def fairness(big_path, small_path, waits_path, rate):
     rate = float(rate)
     arrived, admitted = map(float, open(big_path).read().split())
     small = [tuple(map(float, line.split("\t"))) for line in open(small_path) if line.strip()]
-    overtakes = sum(1 for _, a, adm in small if a > arrived and adm < admitted)
-    after = sum(1 for _, a, _ in small if a > arrived)
     samples = {}
     for line in open(waits_path):
         f = line.rstrip("\n").split("\t")
-        if len(f) == 4:
-            samples.setdefault(float(f[0]), []).append((int(f[1]), int(f[2]), int(f[3])))
+        if len(f) == 5:
+            samples.setdefault(float(f[0]), []).append((int(f[1]), int(f[2]), int(f[3]), int(f[4])))
     times = sorted(samples)
-    before = [t for t in times if t < arrived]
-    ahead = sum(w for _, _, w in samples[before[-1]]) if before else 0
-    own, first = None, None
+    own = first = joined = None
     for t in times:
         big = [x for x in samples[t] if x[2] > MIB]
-        if big and t >= arrived:
-            own, first = big[0][2], big[0][1]
+        if big:
+            _, first, own, since_ms = big[0]
+            joined = since_ms / 1000.0 + 0.001  # waiting_since is in whole ms
             break
+    if joined is None:
+        out("5. fairness", "0 overtakes", "-", "the ~2 MiB statement was never seen waiting in pwb.waits()", "?")
+        return
+    # A statement whose client message came in after the big one had joined
+    # the line (statement_timestamp() > waiting_since) joined after it.
+    later = [(a, adm) for _, a, adm in small if a > joined]
+    overtakes = sum(1 for _, adm in later if adm < admitted)
+    between = sum(1 for _, a, _ in small if arrived < a <= joined)
+    out(f"5. fairness: queue 1 MiB/s, 8 sessions looping 20-row INSERTs ({len(small)} statements), "
+        "one ~2 MiB statement arriving while they wait: statements that came in after it had joined the line "
+        "(statement_timestamp() > its waiting_since in pwb.waits()) and were admitted before it",
+        "0 overtakes", f"{len(later)} statements came in after it joined",
+        f"{overtakes} overtakes (it joined at position {first}; {between} statements came in while it was "
+        f"parsed and planned, {1000 * (joined - arrived):.0f} ms)", verdict(overtakes == 0))
+    before = [t for t in times if t < arrived]
+    ahead = sum(w for _, _, w, _ in samples[before[-1]]) if before else 0
     wait = admitted - arrived
     small_waits = [adm - a for _, a, adm in small]
-    out(f"5. fairness: queue 1 MiB/s, 8 sessions looping 20-row INSERTs ({len(small)} statements), "
-        "one ~2 MiB statement arriving while they wait: statements that arrived after it and were admitted before it",
-        "0 overtakes", f"{after} statements arrived after it",
-        f"{overtakes} overtakes (it was number {first} in line when first sampled)", verdict(overtakes == 0))
-    if own is None:
-        out("5. fairness: its wait", "<= 2 x (queued ahead + own) / rate", "-",
-            f"{wait:.2f} s (never seen in pwb.waits())", "?")
-        return
     bound = 2 * (ahead + own) / rate
-    out("5. fairness: the ~2 MiB statement's wait",
+    out("5. fairness: the ~2 MiB statement's wait (first row's clock_timestamp() - statement_timestamp())",
         "<= 2 x (bytes queued ahead + its own) / rate",
         f"queued ahead {ahead / 1024:.0f} kB + own prediction {own / 1024:.0f} kB: bound {bound:.2f} s; "
         f"small statements waited median {1000 * statistics.median(small_waits):.0f} ms",

@@ -6,7 +6,7 @@
 #   bench/pg_wal_budget/run.sh pace fairness   # some scenarios (names or numbers 1-9)
 #   PG=18 bench/pg_wal_budget/run.sh           # another version (15, 16, 18)
 #   SKIP_INSTALL=1 ...                         # use the pg_wal_budget already installed
-#   PORT_BASE=5460                             # servers listen on PORT_BASE .. PORT_BASE+6
+#   PORT_BASE=5460                             # servers listen on PORT_BASE .. PORT_BASE+7
 #
 # Scenarios (rows of the table):
 #  1 overhead  pgbench tpcb-like on two identical servers side by side, one
@@ -26,12 +26,16 @@
 #              duration within +-5 % of (WAL - burst) / rate. Baseline: the
 #              same statement without the policy.
 #  4 tenants   4 roles, each its own pace policy of 1 MiB/s (burst 1 MiB),
-#              looping 1,000-row bulk INSERTs, in 3 loaded segments of SEG
-#              (8) s between 4 segments without them; an unpoliced role runs
-#              pgbench tpcb-like all along. Each role's WAL rate (rows it
-#              wrote, stamped with clock_timestamp(), times the WAL per row
-#              measured in the same run) within +-5 %; the unpoliced role's
-#              TPS in the loaded segments >= 95 % of the segments around them.
+#              looping 1,000-row bulk INSERTs. Two identical servers side by
+#              side, an unpoliced role running pgbench tpcb-like on both all
+#              along; the paced load runs on one of them at a time, in 6
+#              segments of SEG (8) s taking turns. Each role's WAL rate (rows
+#              it wrote, stamped with clock_timestamp(), times the WAL per row
+#              measured in the same run) within +-5 %. The unpoliced role's
+#              TPS: q = TPS(A) / TPS(B) per segment; sqrt(q with the load on A
+#              / q with it on B) is the loaded server's TPS against its own
+#              TPS without the load, with the machine's changing speed and
+#              any difference between the servers divided out: >= 95 %.
 #  5 fairness  queue policy 1 MiB/s (burst 4 MiB), 8 sessions looping
 #              20-row inserts; a statement predicted at ~2 MiB (its profile
 #              learned first) arrives while they wait. Overtakes: statements
@@ -76,7 +80,7 @@ PAIRS="${PAIRS:-12}"
 PAIR_SECONDS="${PAIR_SECONDS:-8}"
 SWAP_EVERY="${SWAP_EVERY:-3}"
 QUEUE_WINDOW="${QUEUE_WINDOW:-30}"
-SEG="${SEG:-8}"
+SEG="${SEG:-6}"
 PACECOST_PAIRS="${PACECOST_PAIRS:-15}"
 TEMPLATE_SECONDS="${TEMPLATE_SECONDS:-25}"
 REPLICA_SECONDS="${REPLICA_SECONDS:-40}"
@@ -140,7 +144,7 @@ pgbench_() { # PORT [pgbench args...]
 }
 # now: epoch seconds (client clock = server clock: same machine).
 now() { date +%s.%N; }
-lsn() { sql "$1" postgres -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"; }
+lsn() { sql "$1" postgres -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"; }
 new_db() { # PORT DB: a fresh database with the extension
     sql "$1" postgres -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2"
     sql "$1" "$2" -c "CREATE EXTENSION pg_wal_budget" -c "GRANT ALL ON SCHEMA public TO PUBLIC"
@@ -171,17 +175,42 @@ sampler() { # PORT DB INTERVAL SQL
 
 ENF_PORT=$((PORT_BASE + 2))
 ENF="$WORK/enforcement"
-enforcement_server() {
-    [[ -f "$ENF/data/postmaster.pid" ]] && return
-    log "starting the enforcement server (port $ENF_PORT)"
-    start_server "$ENF" "$ENF_PORT" "shared_preload_libraries = 'pg_wal_budget'" \
-        "pwb.budget_bucket_capacity = 16384"
-    sql "$ENF_PORT" postgres <<'SQL'
+TWIN_PORT=$((PORT_BASE + 7))
+TWIN="$WORK/twin"
+# The server of scenarios 2-7 and 9 (each in its own database), and its
+# twin for scenario 4.
+enf_like() { # DIR PORT
+    [[ -f "$1/data/postmaster.pid" ]] && return
+    log "starting $(basename "$1") server (port $2)"
+    start_server "$1" "$2" "shared_preload_libraries = 'pg_wal_budget'" "pwb.budget_bucket_capacity = 16384"
+    sql "$2" postgres <<'SQL'
 CREATE ROLE w LOGIN; CREATE ROLE p LOGIN; CREATE ROLE free LOGIN; CREATE ROLE fair LOGIN;
 CREATE ROLE app LOGIN; CREATE ROLE gov LOGIN;
 CREATE ROLE r1 LOGIN; CREATE ROLE r2 LOGIN; CREATE ROLE r3 LOGIN; CREATE ROLE r4 LOGIN;
+CREATE ROLE h1 LOGIN; CREATE ROLE h2 LOGIN; CREATE ROLE h3 LOGIN; CREATE ROLE h4 LOGIN;
 SQL
 }
+# Sets the CPU affinity of a server's postmaster and every process it has
+# now (backends started later inherit it).
+pin() { # DIR CPUS
+    local pm c
+    pm=$(head -n 1 "$1/data/postmaster.pid")
+    for c in "$pm" $(ps -o pid= --ppid "$pm"); do taskset -p -c "$2" "$c" >/dev/null 2>&1 || true; done
+}
+PIN_CPU="${PIN_CPU:-$(($(nproc) - 1))}"
+ALL_CPUS="0-$(($(nproc) - 1))"
+# CPU ticks used so far by a server: the postmaster, its children, and the
+# children it has reaped (the backends of finished connections).
+server_ticks() { # DIR
+    local pm
+    pm=$(head -n 1 "$1/data/postmaster.pid")
+    {
+        awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+        for c in $(ps -o pid= --ppid "$pm"); do awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || true; done
+    } | awk '{ s += $1 } END { print s }'
+}
+enforcement_server() { enf_like "$ENF" "$ENF_PORT"; }
+twin_server() { enf_like "$TWIN" "$TWIN_PORT"; }
 
 # ---- 1. observe-mode overhead: paired servers side by side --------------------
 s_overhead() {
@@ -290,7 +319,7 @@ s_pace() {
     local base
     base=$(awk -v d=$((l1 - l0)) -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.1f MiB/s (%.1f MiB in %.2f s)", d / (t1 - t0) / 1048576, d / 1048576, t1 - t0 }')
     sql $port $db -c "TRUNCATE bulk" -c "SELECT pwb.create_policy('role', 'p', $MIB, $((4 * MIB)), 'pace')" -c "CHECKPOINT" >/dev/null
-    sampler $port postgres 0.5 "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint" >"$OUT/pace-lsn.tsv" &
+    sampler $port postgres 0.5 "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint" >"$OUT/pace-lsn.tsv" &
     local smp=$!
     sleep 1
     l0=$(lsn $port); t0=$(now)
@@ -305,45 +334,73 @@ s_pace() {
 # ---- 4. several tenants (roles), each its own pace policy -----------------------------
 s_tenants() {
     enforcement_server
-    log "4. four roles paced at 1 MiB/s each, an unpoliced role alongside"
-    local port=$ENF_PORT db=s4 r
-    new_db $port $db
-    local bpr
-    bpr=$(wal_per_row $port $db)
-    for r in 1 2 3 4; do
-        sql $port $db -c "CREATE TABLE t_r$r (at timestamptz DEFAULT clock_timestamp(), pad text)"
-        sql $port $db -c "SELECT pwb.create_policy('role', 'r$r', $MIB, $MIB, 'pace')" >/dev/null
-        echo "INSERT INTO t_r$r (pad) SELECT repeat('x', 1000) FROM generate_series(1, 1000);" >"$OUT/tenant-r$r.sql"
+    twin_server
+    log "4. four roles paced at 1 MiB/s each, an unpoliced role alongside, on two servers in turn"
+    local db=s4 r port side bpr
+    for port in $ENF_PORT $TWIN_PORT; do
+        new_db $port $db
+        for r in 1 2 3 4; do
+            sql $port $db -c "CREATE TABLE t_r$r (at timestamptz DEFAULT clock_timestamp(), pad text)" \
+                -c "CREATE TABLE t_h$r (at timestamptz DEFAULT clock_timestamp(), pad text)" \
+                -c "SELECT pwb.create_policy('role', 'r$r', $MIB, $MIB, 'pace')" >/dev/null
+        done
+        pgbench_ $port -U postgres -i -q -s 10 $db >>"$OUT/tenants-init.txt" 2>&1
+        grant_all $port $db
     done
-    pgbench_ $port -i -q -s 10 $db >/dev/null 2>&1
-    grant_all $port $db
-    sql $port $db -c "VACUUM ANALYZE" -c "CHECKPOINT"
-    local total=$(((2 * 3 + 1) * SEG + 2))
-    pgbench_ $port -U free -n -c 2 -j 2 -T $total -P 1 --progress-timestamp $db >"$OUT/tenants-free.txt" 2>&1 &
-    local free=$!
+    bpr=$(wal_per_row $ENF_PORT $db)
+    for r in 1 2 3 4; do
+        echo "INSERT INTO t_r$r (pad) SELECT repeat('x', 1000) FROM generate_series(1, 1000);" >"$OUT/tenant-r$r.sql"
+        printf '%s\n' "BEGIN;" "SELECT txid_current();" \
+            "INSERT INTO t_h$r (pad) SELECT repeat('x', 1000) FROM generate_series(1, 1000);" \
+            "SELECT pg_sleep(1);" "COMMIT;" >"$OUT/tenant-h$r.sql"
+    done
+    for port in $ENF_PORT $TWIN_PORT; do sql $port $db -c "VACUUM ANALYZE" -c "CHECKPOINT"; done
+    # Both servers and their clients share one CPU, so that the scheduler
+    # splits it evenly between them whatever else the machine runs.
+    pin "$ENF" "$PIN_CPU"
+    pin "$TWIN" "$PIN_CPU"
+    # The unpoliced role runs on both servers all along; the load runs on
+    # one server at a time, in turn (A: the enforcement server, B: its twin):
+    # first the paced roles, then (control, no pg_wal_budget policy) roles
+    # h1-h4 writing the same WAL in transactions held open as long (1 s).
+    local kinds=(r r r r r r r r r r r r h h h h h h)
+    local total=$((${#kinds[@]} * SEG + 12))
+    taskset -c "$PIN_CPU" "$BIN/pgbench" -h 127.0.0.1 -p $ENF_PORT -U free -n -c 2 -j 2 -T $total -P 1 --progress-timestamp $db >"$OUT/tenants-free-A.txt" 2>&1 &
+    local free_a=$!
+    taskset -c "$PIN_CPU" "$BIN/pgbench" -h 127.0.0.1 -p $TWIN_PORT -U free -n -c 2 -j 2 -T $total -P 1 --progress-timestamp $db >"$OUT/tenants-free-B.txt" 2>&1 &
+    local free_b=$!
+    sleep 3
     : >"$OUT/tenants-segments.tsv"
-    local seg pids
-    for seg in 1 2 3; do
-        sleep "$SEG"
-        local s0 s1
+    local seg pids s0 s1 c0 c1 kind
+    for seg in "${!kinds[@]}"; do
+        kind=${kinds[$seg]}
+        if ((seg % 2 == 0)); then side=A port=$ENF_PORT; else side=B port=$TWIN_PORT; fi
+        c0="$(server_ticks "$ENF") $(server_ticks "$TWIN")"
         s0=$(now)
         pids=()
         for r in 1 2 3 4; do
-            pgbench_ $port -U r$r -n -f "$OUT/tenant-r$r.sql" -c 1 -j 1 -T "$SEG" $db >"$OUT/tenants-r$r-$seg.txt" 2>&1 &
+            taskset -c "$PIN_CPU" "$BIN/pgbench" -h 127.0.0.1 -p $port -U $kind$r -n -f "$OUT/tenant-$kind$r.sql" -c 1 -j 1 -T "$SEG" $db >"$OUT/tenants-$side-$kind$r-$seg.txt" 2>&1 &
             pids+=($!)
         done
         sleep "$SEG"
         s1=$(now)
+        c1="$(server_ticks "$ENF") $(server_ticks "$TWIN")"
         wait "${pids[@]}" || true
-        printf '%s\t%s\t%s\n' "$s0" "$s1" "$(now)" >>"$OUT/tenants-segments.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$side" "$s0" "$s1" "$(now)" "$c0 $c1" >>"$OUT/tenants-segments.tsv"
     done
-    wait $free || true
-    for r in 1 2 3 4; do
-        sql $port $db -F $'\t' -c "SELECT 'r$r', extract(epoch FROM at) FROM t_r$r"
+    wait $free_a $free_b || true
+    pin "$ENF" "$ALL_CPUS"
+    pin "$TWIN" "$ALL_CPUS"
+    for side in A B; do
+        port=$ENF_PORT
+        [[ $side == B ]] && port=$TWIN_PORT
+        for r in 1 2 3 4; do
+            sql $port $db -F $'\t' -c "SELECT '$side r$r', extract(epoch FROM at) FROM t_r$r"
+        done
     done >"$OUT/tenants-rows.tsv"
-    "${ANALYZE[@]}" tenants "$OUT/tenants-rows.tsv" "$OUT/tenants-segments.tsv" "$OUT/tenants-free.txt" \
-        "$bpr" "$MIB" >>"$RESULTS"
-    tail -n 5 "$RESULTS" >&2
+    "${ANALYZE[@]}" tenants "$OUT/tenants-rows.tsv" "$OUT/tenants-segments.tsv" "$OUT/tenants-free-A.txt" \
+        "$OUT/tenants-free-B.txt" "$bpr" "$MIB" >>"$RESULTS"
+    tail -n 2 "$RESULTS" >&2
 }
 
 # ---- 5. fairness: a 2 MiB statement among small ones -----------------------------------
@@ -365,7 +422,7 @@ s_fairness() {
     sql $port $db -c "TRUNCATE f_small, f_big" -c "CHECKPOINT" -c "SELECT pwb.set_policy_mode($id, 'queue')" >/dev/null
     {
         for ((i = 0; i < 1500; i++)); do
-            echo "SELECT extract(epoch FROM statement_timestamp()), pid, position, wanted_bytes FROM pwb.waits() WHERE policy_id = $id;"
+            echo "SELECT extract(epoch FROM statement_timestamp()), pid, position, wanted_bytes, waiting_since_epoch_ms FROM pwb.waits() WHERE policy_id = $id;"
             echo "SELECT pg_sleep(0.01);"
         done
     } >"$OUT/fair-sampler.sql"

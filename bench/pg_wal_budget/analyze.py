@@ -316,30 +316,38 @@ def replica(outdir, limit):
 
 
 def latencies(path):
+    """pgbench -l lines: (completion time, latency in ms)."""
     v = []
     for line in open(path):
         f = line.split()
         if len(f) >= 6:
-            v.append(int(f[2]) / 1000.0)
-    return sorted(v)
+            v.append((int(f[4]) + int(f[5]) / 1e6, int(f[2]) / 1000.0))
+    return v
 
 
 def pct(v, p):
     return v[min(len(v) - 1, int(math.ceil(p * len(v))) - 1)]
 
 
-def reload(quiet, busy, n, changes):
+def reload(quiet, busy, n, changes_path):
+    changes = [float(x) for x in open(changes_path).read().split()]
     q, b = latencies(quiet), latencies(busy)
-    med = statistics.median(q)
-    stall = b[-1] - med
-    slow = sum(1 for x in b if x - med > 10)
+    ql, bl = sorted(x for _, x in q), sorted(x for _, x in b)
+    med = statistics.median(ql)
+    # Each change is committed just before its psql returns (the time
+    # recorded); the governed session reloads in its next statement. A
+    # change's stall: the slowest statement completing from 20 ms before to
+    # 50 ms after that time, less the median without reloads.
+    stalls = sorted(max([lat for t, lat in b if c - 0.02 <= t <= c + 0.05] or [med]) - med for c in changes)
     out(f"9. reload stall: {n} policies; a governed 10-row INSERT loop (one session) while another "
-        f"session changes a policy every 0.25 s ({changes} changes, each reloading the cache)",
-        "no statement stalled > 10 ms",
-        f"without reloads ({len(q)} statements): median {med:.2f} ms, p99 {pct(q, 0.99):.2f} ms, max {q[-1]:.1f} ms",
-        f"with reloads ({len(b)} statements): median {statistics.median(b):.2f} ms, p99 {pct(b, 0.99):.2f} ms, "
-        f"max {b[-1]:.1f} ms; {slow} statements > median + 10 ms",
-        verdict(stall <= 10))
+        f"session changes a policy every 0.25 s ({len(changes)} changes, each makes every backend reload)",
+        "no statement stalled > 10 ms by a reload",
+        f"without reloads ({len(ql)} statements): median {med:.2f} ms, p99 {pct(ql, 0.99):.2f} ms, "
+        f"max {ql[-1]:.1f} ms",
+        f"with reloads ({len(bl)} statements): p99 {pct(bl, 0.99):.2f} ms, max {bl[-1]:.1f} ms; "
+        f"stall per change (slowest statement around it, less the median): median {statistics.median(stalls):.1f} ms, "
+        f"max {stalls[-1]:.1f} ms",
+        verdict(stalls[-1] <= 10))
 
 
 def main():
@@ -348,7 +356,7 @@ def main():
         # globs: quiet log, busy log
         quiet = [p for p in args if "reload-quiet." in os.path.basename(p)][0]
         busy = [p for p in args if "reload-busy." in os.path.basename(p)][0]
-        rest = [p for p in args if "reload-" not in os.path.basename(p)]
+        rest = [p for p in args if p not in (quiet, busy)]
         reload(quiet, busy, *rest)
         return
     {"overhead": overhead, "pace": pace, "tenants": tenants, "template": template,

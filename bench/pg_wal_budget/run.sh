@@ -586,16 +586,19 @@ s_reload() {
         -l --log-prefix="$OUT/reload-quiet" $db >"$OUT/reload-quiet-out.txt" 2>&1
     pgbench_ $port -U gov -n -f "$OUT/reload-insert.sql" -c 1 -j 1 -T "$RELOAD_SECONDS" \
         -l --log-prefix="$OUT/reload-busy" $db >"$OUT/reload-busy-out.txt" 2>&1 &
-    local bench=$! changes=0
-    local end
-    end=$(awk -v t="$(now)" -v s="$RELOAD_SECONDS" 'BEGIN { printf "%.0f", t + s - 0.5 }')
-    while (($(date +%s) < end)); do
-        changes=$((changes + 1))
-        sql $port $db -c "SELECT pwb.update_policy(1, $MIB + $changes, $((2 * MIB)))" >/dev/null
-        sleep 0.25
-    done
+    local bench=$! i
+    # One session makes the changes (no connection start-up beside the
+    # measured loop), printing the time after each one has committed.
+    {
+        for ((i = 1; i <= RELOAD_SECONDS * 4 - 2; i++)); do
+            echo "SELECT pwb.update_policy(1, $MIB + $i, $((2 * MIB)));"
+            echo "SELECT extract(epoch FROM clock_timestamp());"
+            echo "SELECT pg_sleep(0.25);"
+        done
+    } >"$OUT/reload-changes.sql"
+    sql $port $db -f "$OUT/reload-changes.sql" | grep -E '^[0-9]+\.[0-9]+$' >"$OUT/reload-changes.txt"
     wait $bench || true
-    "${ANALYZE[@]}" reload "$OUT"/reload-quiet.* "$OUT"/reload-busy.* "$n" "$changes" >>"$RESULTS"
+    "${ANALYZE[@]}" reload "$OUT"/reload-quiet.* "$OUT"/reload-busy.* "$n" "$OUT/reload-changes.txt" >>"$RESULTS"
     tail -n 1 "$RESULTS" >&2
 }
 

@@ -131,6 +131,35 @@ pub enum Unreadable {
 pub fn read_table<B>(
     relid: pg_sys::Oid,
     columns: &[&str],
+    each: impl FnMut(&Row<'_>, &[Option<usize>]) -> ControlFlow<B>,
+) -> Result<Option<B>, Unreadable> {
+    scan_table(relid, columns, std::ptr::null_mut(), each)
+}
+
+/// As [`read_table`], with the latest committed snapshot instead of the
+/// catalog snapshot: rows committed since this transaction's snapshot was
+/// taken are seen (also in a repeatable-read transaction), and so are this
+/// transaction's own changes.
+pub fn read_table_latest<B>(
+    relid: pg_sys::Oid,
+    columns: &[&str],
+    each: impl FnMut(&Row<'_>, &[Option<usize>]) -> ControlFlow<B>,
+) -> Result<Option<B>, Unreadable> {
+    // SAFETY: inside a transaction; the latest snapshot is copied and
+    // registered with the current resource owner (which releases it if an
+    // ERROR escapes the scan), and unregistered below.
+    let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()) };
+    let result = scan_table(relid, columns, snapshot, each);
+    // SAFETY: registered above.
+    unsafe { pg_sys::UnregisterSnapshot(snapshot) };
+    result
+}
+
+/// [`read_table`]'s scan, with `snapshot` (null: the catalog snapshot).
+fn scan_table<B>(
+    relid: pg_sys::Oid,
+    columns: &[&str],
+    snapshot: pg_sys::Snapshot,
     mut each: impl FnMut(&Row<'_>, &[Option<usize>]) -> ControlFlow<B>,
 ) -> Result<Option<B>, Unreadable> {
     let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
@@ -148,7 +177,8 @@ pub fn read_table<B>(
     }
     let mut result = None;
     // SAFETY: the relation is open and locked; tuples come from a scan with
-    // the catalog snapshot and are deformed with the relation's own
+    // `snapshot` (registered by the caller) or the catalog snapshot, and are
+    // deformed with the relation's own
     // descriptor into arrays of its length; the scan is ended and the
     // relation closed (releasing our lock) before returning.
     unsafe {
@@ -166,7 +196,7 @@ pub fn read_table<B>(
             rel,
             pg_sys::InvalidOid,
             false,
-            std::ptr::null_mut(),
+            snapshot,
             0,
             std::ptr::null_mut(),
         );

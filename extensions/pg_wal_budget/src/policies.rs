@@ -5,13 +5,12 @@
 //! this extension and by DROP DATABASE, tells backends to reload.
 use crate::pg::process;
 use crate::pg::shmem::{self, PolicySlot};
-use crate::session::{self, InternalScope};
+use crate::session;
 use crate::types::CachedPolicy;
 use governance::budget::buckets::PolicyBuckets;
 use governance::budget::policy::{Mode, PolicyKey};
 use governance::budget::scope::{ScopeKind, scope_hash};
 use governance::token_bucket::BucketLimits;
-use pgrx::prelude::*;
 use pgsupport::local::BackendCell;
 use std::collections::HashMap;
 
@@ -45,11 +44,13 @@ pub fn refresh_if_stale() {
     let generation = shmem::policy_generation();
     let dboid = process::database_oid();
     let (cached, newly_without_bucket) = match read_rows() {
-        Some(rows) => sync_shared(&rows, dboid),
-        None => {
+        Read::Rows(rows) => sync_shared(&rows, dboid),
+        Read::NotInstalled => {
             release_database_slots(dboid);
             (Vec::new(), Vec::new())
         }
+        // Keep what we have and try again at the next statement.
+        Read::Locked => return,
     };
     for policy_id in newly_without_bucket {
         crate::errors::warn_without_bucket(policy_id);
@@ -61,64 +62,80 @@ pub fn refresh_if_stale() {
     session::install_policies(cached, generation, dboid);
 }
 
-/// Reads `pwb.policy` as the bootstrap superuser (the statement's user need
-/// not see the table), with a pinned search_path, with the latest committed
-/// snapshot, and with our own hooks switched off; `None` when the extension
-/// is not installed in this database.
-fn read_rows() -> Option<Vec<Row>> {
-    pgsupport::catalog::extension_oid(c"pg_wal_budget")?;
-    let _internal = InternalScope::enter();
-    let rows = pgsupport::privileged::as_superuser(|| {
-        crate::pg::snapshot::with_latest_snapshot(|| Spi::connect(select_rows))
-    });
-    Some(rows.unwrap_or_default())
+enum Read {
+    Rows(Vec<Row>),
+    /// The extension (or its table) is not in this database.
+    NotInstalled,
+    /// Another transaction holds a lock on `pwb.policy` that conflicts with
+    /// reading it (`LOCK TABLE`, `TRUNCATE`, `ALTER TABLE`): we do not wait.
+    Locked,
 }
 
-fn select_rows(client: &pgrx::spi::SpiClient<'_>) -> Result<Vec<Row>, pgrx::spi::Error> {
-    let table = client.select(
-        // feedback_exempt is read through to_jsonb: a 0.3.0 schema (the new
-        // library before ALTER EXTENSION ... UPDATE) has no such column.
-        "SELECT p.policy_id, p.enabled, p.mode, p.scope_kind, p.scope_value, \
-         p.wal_rate_bytes_per_sec, p.wal_burst_bytes, p.priority, \
-         (pg_catalog.date_part('epoch', p.created_at) OPERATOR(pg_catalog.*) 1000000)::int8, \
-         (pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'feedback_exempt')::bool \
-         FROM pwb.policy p",
-        None,
-        &[],
-    )?;
+/// The columns of `pwb.policy` a reload reads, in [`Row`] order. A 0.3.0
+/// schema (the new library before `ALTER EXTENSION ... UPDATE`) has no
+/// `feedback_exempt`: it reads as false.
+const COLUMNS: [&str; 10] = [
+    "policy_id",
+    "enabled",
+    "mode",
+    "scope_kind",
+    "scope_value",
+    "wal_rate_bytes_per_sec",
+    "wal_burst_bytes",
+    "priority",
+    "created_at",
+    "feedback_exempt",
+];
+
+/// Reads `pwb.policy` straight from the heap with the latest committed
+/// snapshot (plus this transaction's own changes): no SQL runs, so no
+/// permission check, search_path, hook or budget is involved, and a lock
+/// held by another transaction is not waited for. With 10,000 policies a
+/// reload through SPI took 9-12 ms (and 40 ms more when `feedback_exempt`
+/// was read through `to_jsonb`), which every governed session paid at its
+/// next statement after any policy change.
+fn read_rows() -> Read {
+    use pgsupport::catalog;
+    let Some(relid) = catalog::extension_oid(c"pg_wal_budget")
+        .and_then(catalog::extension_schema)
+        .and_then(|schema| catalog::relation_oid(c"policy", schema))
+    else {
+        return Read::NotInstalled;
+    };
     let mut rows = Vec::new();
-    for row in table {
-        let (Some(id), Some(kind)) = (
-            row.get::<i32>(1)?,
-            row.get::<String>(4)?.and_then(|k| ScopeKind::parse(&k)),
-        ) else {
-            continue;
-        };
-        let value = row.get::<String>(5)?;
-        let Some(mode) = row.get::<String>(3)?.and_then(|m| Mode::parse(&m)) else {
-            continue;
-        };
-        let rate = row.get::<i64>(6)?.unwrap_or(1).max(1).unsigned_abs();
-        let burst = row
-            .get::<i64>(7)?
-            .unwrap_or(1)
-            .max(1)
-            .unsigned_abs()
-            .max(rate);
-        rows.push(Row {
-            policy_id: id,
-            enabled: row.get::<bool>(2)?.unwrap_or(false),
-            mode,
-            kind,
-            value,
-            rate,
-            burst,
-            priority: row.get::<i32>(8)?.unwrap_or(100),
-            incarnation: row.get::<i64>(9)?.unwrap_or(0),
-            feedback_exempt: row.get::<bool>(10)?.unwrap_or(false),
-        });
+    let read = catalog::read_table_latest(relid, &COLUMNS, |row, at| {
+        if let Some(r) = parse_row(row, at) {
+            rows.push(r);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    match read {
+        Ok(_) => Read::Rows(rows),
+        Err(catalog::Unreadable::Locked) => Read::Locked,
+        Err(catalog::Unreadable::Missing) => Read::NotInstalled,
     }
-    Ok(rows)
+}
+
+/// One `pwb.policy` row (columns as in [`COLUMNS`]); None when it cannot
+/// be a policy (the table's constraints make that impossible).
+fn parse_row(row: &pgsupport::catalog::Row<'_>, at: &[Option<usize>]) -> Option<Row> {
+    let kind = ScopeKind::parse(&row.text(at[3])?)?;
+    let mode = Mode::parse(&row.text(at[2])?)?;
+    let rate = row.int8(at[5]).unwrap_or(1).max(1).unsigned_abs();
+    let burst = row.int8(at[6]).unwrap_or(1).max(1).unsigned_abs().max(rate);
+    Some(Row {
+        policy_id: row.int4(at[0])?,
+        enabled: row.bool(at[1]).unwrap_or(false),
+        mode,
+        kind,
+        value: row.text(at[4]),
+        rate,
+        burst,
+        priority: row.int4(at[7]).unwrap_or(100),
+        // A timestamptz datum is its microseconds since 2000 (an int8).
+        incarnation: row.int8(at[8]).unwrap_or(0),
+        feedback_exempt: row.bool(at[9]).unwrap_or(false),
+    })
 }
 
 /// The extension is gone from database `dboid` (DROP EXTENSION, DROP
@@ -163,7 +180,7 @@ fn sync_shared(rows: &[Row], dboid: u32) -> (Vec<CachedPolicy>, Vec<i32>) {
     };
     let slots = shm.policies();
     let visible: HashMap<i32, ()> = rows.iter().map(|r| (r.policy_id, ())).collect();
-    let mut ours: HashMap<i32, usize> = HashMap::new();
+    let mut ours: HashMap<i32, usize> = HashMap::with_capacity(rows.len());
     let mut free: Vec<usize> = Vec::new();
     let mut reclaimable: Vec<usize> = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
@@ -251,10 +268,13 @@ pub fn without_bucket() -> i64 {
 
 static BUMP_AT_COMMIT: BackendCell<bool> = BackendCell::new(false);
 
-/// `pwb.policy` changed in this transaction: reload now, and again once the
-/// change is committed and visible to everyone.
+/// `pwb.policy` changed in this transaction: this backend reloads at its
+/// next statement (it sees its own change), and every backend once the
+/// change is committed and visible to everyone. Other backends are not told
+/// before the commit: they could not see the change yet, and a reload of
+/// many policies is not free (each one would reload twice per change).
 pub fn notify_changed() {
-    shmem::bump_policy_generation();
+    session::invalidate_policies();
     BUMP_AT_COMMIT.set(true);
 }
 

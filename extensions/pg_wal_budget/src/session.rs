@@ -258,6 +258,12 @@ pub fn policies_current(generation: u64, dboid: u32) -> bool {
     })
 }
 
+/// Makes this backend reload its policies at its next statement (its own
+/// transaction changed them). Never panics.
+pub fn invalidate_policies() {
+    let _ = STATE.try_with(|s| s.loaded_db = 0);
+}
+
 pub fn install_policies(policies: Vec<CachedPolicy>, generation: u64, dboid: u32) {
     STATE.with(|s| {
         s.policies = policies;

@@ -533,5 +533,10 @@ unsafe extern "C-unwind" fn subxact_callback(
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         settlement::abort_subxact(my_subid);
         pacing::stop_unless_open();
+        // A policy change rolled back to a savepoint: this backend's cache
+        // may hold it; read the table again at the next statement.
+        if policies::bump_pending() {
+            session::invalidate_policies();
+        }
     }
 }

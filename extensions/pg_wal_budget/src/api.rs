@@ -352,6 +352,12 @@ fn scope_stats() -> TableIterator<
         name!(waiting_statements, i64),
         name!(scope_value, Option<String>),
         name!(effective_rate_bytes_per_sec, i64),
+        name!(accepted_statements, i64),
+        name!(queued_statements, i64),
+        name!(rejected_statements, i64),
+        name!(predicted_wal_bytes, i64),
+        name!(actual_wal_bytes, i64),
+        name!(queue_wait_ms, i64),
     ),
 > {
     drop(require_shmem());
@@ -421,6 +427,12 @@ fn scope_stats() -> TableIterator<
             waiting,
             value,
             i(b.effective_rate()),
+            i(stats.accepted),
+            i(stats.queued),
+            i(stats.rejected),
+            i(stats.predicted_bytes),
+            i(stats.actual_bytes),
+            i(stats.queue_wait_micros / 1000),
         ));
     }
     drop(shm);

@@ -55,6 +55,29 @@ impl Exposition {
         self
     }
 
+    /// One sample of the current family with a label set rendered once
+    /// for many series ([`LabelSet`]), followed by `extra` labels.
+    pub fn sample_with(
+        &mut self,
+        name: &str,
+        set: &LabelSet,
+        extra: &[(&str, &str)],
+        value: f64,
+    ) -> &mut Exposition {
+        self.out.push_str(name);
+        self.out.push('{');
+        self.out.push_str(&set.0);
+        for (i, (label, v)) in extra.iter().enumerate() {
+            if i > 0 || !set.0.is_empty() {
+                self.out.push(',');
+            }
+            let _ = write!(self.out, "{label}=\"{}\"", escape_label(v));
+        }
+        self.out.push('}');
+        let _ = writeln!(self.out, " {}", format_value(value));
+        self
+    }
+
     /// A family with one unlabelled sample.
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) -> &mut Exposition {
         self.family(name, kind, help).sample(name, &[], value)
@@ -62,6 +85,24 @@ impl Exposition {
 
     pub fn finish(self) -> String {
         self.out
+    }
+}
+
+/// Labels rendered once (`a="x",b="y"`, values escaped), for the many
+/// series that share them.
+#[derive(Debug, Clone, Default)]
+pub struct LabelSet(String);
+
+impl LabelSet {
+    pub fn new(labels: &[(&str, &str)]) -> LabelSet {
+        let mut out = String::new();
+        for (i, (label, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{label}=\"{}\"", escape_label(v));
+        }
+        LabelSet(out)
     }
 }
 

@@ -10,7 +10,10 @@
 //!
 //! Nothing here runs for a statement that is not throttled, and nothing
 //! runs per tuple: a throttled query touches shared memory when it starts,
-//! when it ends, and around each sleep.
+//! when it ends, and around each sleep. The user's tuples and sleep time
+//! grow at each wake-up (what the query did since the last one), so that
+//! a long throttled scan shows in the statistics while it runs; its end
+//! adds the rest.
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use governance::pacing::{Counting, Mode, NodeKind, QueryTotals};
@@ -112,16 +115,22 @@ pub fn query_started(counted: bool, active: bool) {
     }
 }
 
-/// A query ended (or died): its tuples and sleep are added to the user.
+/// Adds a query's tuples and sleep to the user's counters.
+fn add_totals(sh: &Shared, totals: QueryTotals) {
+    if (totals.tuples > 0 || totals.slept_nanos > 0)
+        && let Some(u) = user_slot(sh, session_role())
+    {
+        u.tuples.fetch_add(totals.tuples, Ordering::Relaxed);
+        u.slept_us
+            .fetch_add(totals.slept_nanos / 1000, Ordering::Relaxed);
+    }
+}
+
+/// A query ended (or died): what it did and was not yet added is added to
+/// the user.
 pub fn query_ended(active: bool, totals: QueryTotals) {
     let Some(sh) = shmem::shared() else { return };
-    if totals.tuples > 0 || totals.slept_nanos > 0 {
-        if let Some(u) = user_slot(&sh, session_role()) {
-            u.tuples.fetch_add(totals.tuples, Ordering::Relaxed);
-            u.slept_us
-                .fetch_add(totals.slept_nanos / 1000, Ordering::Relaxed);
-        }
-    }
+    add_totals(&sh, totals);
     if active && let Some(slot) = my_slot(&sh) {
         write(slot, |s| {
             let left = s.active.load(Ordering::Relaxed).saturating_sub(1);
@@ -158,9 +167,11 @@ pub fn sleep_began(why: Option<Why>) {
     });
 }
 
-/// The backend woke up (or an interrupt ended its sleep).
-pub fn sleep_ended() {
+/// The backend woke up (or an interrupt ended its sleep); `progress` is
+/// what its query did since the last wake-up.
+pub fn sleep_ended(progress: QueryTotals) {
     let Some(sh) = shmem::shared() else { return };
+    add_totals(&sh, progress);
     let Some(slot) = my_slot(&sh) else { return };
     write(slot, |s| s.sleeping_since.store(0, Ordering::Relaxed));
 }

@@ -188,13 +188,16 @@ fn real_address(real: Real) -> usize {
     }
 }
 
-/// What an ended query did, its unspent credits taken off.
+/// What an ended query did and was not reported while it ran, its unspent
+/// credits taken off.
 fn settle(ended: Ended) -> QueryTotals {
     let unspent: u64 = ended.keys.iter().map(|&k| hot_remove(k)).sum();
-    QueryTotals {
-        tuples: ended.totals.tuples.saturating_sub(unspent),
-        slept_nanos: ended.totals.slept_nanos,
-    }
+    ended.unreported(unspent)
+}
+
+/// The credits `key`'s hot slot holds (0 without one).
+fn hot_credits(key: usize) -> u64 {
+    hot_find(key).map_or(0, |i| HOT[i].credits.load(Ordering::Relaxed))
 }
 
 /// A node to wrap, and how.
@@ -631,10 +634,27 @@ struct Asleep {
 
 impl Drop for Asleep {
     fn drop(&mut self) {
-        stats::sleep_ended();
         let slept = monotonic_nanos().saturating_sub(self.since);
         let key = self.key;
-        let _ = REGISTRY.try_with(|r| r.add_sleep(key, slept));
+        // The user's statistics grow while the query runs: what it passed
+        // and slept so far is added at each wake-up, not only at its end.
+        // Not while an ERROR unwinds (an interrupt ended the sleep): the
+        // query's end adds what was not added here.
+        let unwinding = std::thread::panicking();
+        let progress = REGISTRY
+            .try_with(|r| {
+                r.add_sleep(key, slept);
+                if unwinding {
+                    return None;
+                }
+                let unspent: u64 = r
+                    .query_of(key)
+                    .map(|q| r.keys_of(q).into_iter().map(hot_credits).sum())
+                    .unwrap_or(0);
+                r.progress(key, unspent)
+            })
+            .flatten();
+        stats::sleep_ended(progress.unwrap_or_default());
     }
 }
 

@@ -59,7 +59,13 @@ CREATE FUNCTION pwb.scope_stats() RETURNS TABLE (
     "pace_wait_ms" bigint,
     "waiting_statements" bigint,
     "scope_value" TEXT,
-    "effective_rate_bytes_per_sec" bigint
+    "effective_rate_bytes_per_sec" bigint,
+    "accepted_statements" bigint,
+    "queued_statements" bigint,
+    "rejected_statements" bigint,
+    "predicted_wal_bytes" bigint,
+    "actual_wal_bytes" bigint,
+    "queue_wait_ms" bigint
 )
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c

@@ -352,6 +352,12 @@ fn scope_stats() -> TableIterator<
         name!(waiting_statements, i64),
         name!(scope_value, Option<String>),
         name!(effective_rate_bytes_per_sec, i64),
+        name!(accepted_statements, i64),
+        name!(queued_statements, i64),
+        name!(rejected_statements, i64),
+        name!(predicted_wal_bytes, i64),
+        name!(actual_wal_bytes, i64),
+        name!(queue_wait_ms, i64),
     ),
 > {
     drop(require_shmem());
@@ -359,52 +365,81 @@ fn scope_stats() -> TableIterator<
     // Only policies this session can see: a deleted policy's slot is kept
     // until the table needs it (see `policies::sync_shared`).
     let visible = session::loaded_policy_ids();
+    let visible: std::collections::HashSet<i32> = visible.into_iter().collect();
     let dboid = crate::pg::process::database_oid();
     let now = crate::pg::process::now_micros();
-    let mut shm = require_shmem();
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let ms = |micros: u64| i64::try_from(micros).unwrap_or(i64::MAX) / 1000 + 946_684_800_000;
-    // (policy, scope kind, scope hash, buckets, paced, pace wait)
-    let mut found = Vec::new();
+    // Under the lock: plain copies of this database's slots, and the names
+    // of its buckets (one pass over the name table); the rows are made
+    // after it is released, so that reading holds up governed statements
+    // only for the copies.
+    let mut shm = require_shmem();
     let policies: Vec<_> = shm
         .policies()
         .iter()
         .filter(|s| s.used && s.dboid == dboid && visible.contains(&s.policy_id))
         .copied()
         .collect();
+    let values: Vec<_> = shm
+        .values()
+        .iter()
+        .filter(|v| v.used && v.dboid == dboid)
+        .copied()
+        .collect();
+    let waiters: Vec<_> = shm
+        .waiters()
+        .iter()
+        .filter(|w| w.used && w.dboid == dboid)
+        .copied()
+        .collect();
+    // (policy, scope hash, buckets, statistics)
+    let mut found = Vec::new();
+    let mut values_of: std::collections::HashMap<(i32, i64), Vec<_>> =
+        std::collections::HashMap::new();
+    for v in &values {
+        values_of
+            .entry((v.policy_id, v.incarnation))
+            .or_default()
+            .push(v);
+    }
     for slot in &policies {
         if slot.scope_hash != 0 {
             found.push((*slot, slot.scope_hash, slot.buckets, slot.stats));
             continue;
         }
         // A template policy: one row per value with a bucket.
-        for v in shm.values().iter().filter(|v| {
-            v.used
-                && v.dboid == dboid
-                && v.policy_id == slot.policy_id
-                && v.incarnation == slot.incarnation
-        }) {
+        for v in values_of
+            .get(&(slot.policy_id, slot.incarnation))
+            .into_iter()
+            .flatten()
+        {
             found.push((*slot, v.value_hash, v.buckets, v.stats));
         }
+    }
+    let wanted: std::collections::HashSet<(u8, i64)> = found
+        .iter()
+        .map(|(slot, hash, _, _)| (slot.scope_kind, *hash))
+        .collect();
+    let names: std::collections::HashMap<(u8, i64), String> = shm
+        .names()
+        .iter()
+        .filter(|n| n.used && wanted.contains(&(n.scope_kind, n.scope_hash)))
+        .map(|n| ((n.scope_kind, n.scope_hash), n.value()))
+        .collect();
+    drop(shm);
+    let mut waiting_by: std::collections::HashMap<(i32, i64), i64> =
+        std::collections::HashMap::new();
+    for w in &waiters {
+        *waiting_by.entry((w.policy_id, w.value_hash)).or_default() += 1;
     }
     let mut rows = Vec::with_capacity(found.len());
     for (slot, hash, mut b, stats) in found {
         b.enforcement.refill(b.limits, now);
-        let waiting = shm
-            .waiters()
-            .iter()
-            .filter(|w| {
-                w.used
-                    && w.dboid == dboid
-                    && w.policy_id == slot.policy_id
-                    && (w.value_hash == 0 || w.value_hash == hash)
-            })
-            .count() as i64;
-        let value = shm
-            .names()
-            .iter()
-            .find(|n| n.used && n.scope_kind == slot.scope_kind && n.scope_hash == hash)
-            .map(|n| n.value());
+        // The policy's own line, and the value's for a template.
+        let count = |h: i64| waiting_by.get(&(slot.policy_id, h)).copied().unwrap_or(0);
+        let waiting = count(0) + if hash != 0 { count(hash) } else { 0 };
+        let value = names.get(&(slot.scope_kind, hash)).cloned();
         rows.push((
             slot.policy_id,
             hash,
@@ -421,9 +456,14 @@ fn scope_stats() -> TableIterator<
             waiting,
             value,
             i(b.effective_rate()),
+            i(stats.accepted),
+            i(stats.queued),
+            i(stats.rejected),
+            i(stats.predicted_bytes),
+            i(stats.actual_bytes),
+            i(stats.queue_wait_micros / 1000),
         ));
     }
-    drop(shm);
     rows.sort_by_key(|r| (r.0, r.1));
     TableIterator::new(rows)
 }

@@ -10,7 +10,8 @@ use crate::{policies, session, settlement};
 use governance::budget::buckets::PolicyBuckets;
 use governance::budget::policy::Mode;
 use governance::budget::scope::ScopeKind;
-use pgsupport::prometheus::{Exposition, Kind};
+use pgsupport::prometheus::{Exposition, Kind, LabelSet};
+use std::collections::{HashMap, HashSet};
 
 /// One bucket's row: its policy, and the value for a template.
 struct Row {
@@ -40,17 +41,21 @@ fn snapshot() -> Option<Snapshot> {
     // ones this session sees.
     drop(settlement::lock_current()?);
     policies::refresh_if_stale();
-    let visible = session::loaded_policy_ids();
-    let policy_values = session::policy_values();
+    let visible: HashSet<i32> = session::loaded_policy_ids().into_iter().collect();
+    let policy_values: HashMap<i32, String> = session::policy_values().into_iter().collect();
     let without_bucket = policies::without_bucket();
     let dboid = process::database_oid();
+    // Under the lock: plain copies of this database's slots, and the names
+    // of its template values (one pass over the name table). Everything
+    // else is done after the lock is released, so that a scrape holds up
+    // governed statements only for the copies.
     let mut shm = settlement::lock_current()?;
     let counters = *shm.counters();
     let feedback = *shm.feedback();
     let slots: Vec<PolicySlot> = shm
         .policies()
         .iter()
-        .filter(|s| s.used && s.dboid == dboid && visible.contains(&s.policy_id))
+        .filter(|s| s.used && s.dboid == dboid)
         .copied()
         .collect();
     let values: Vec<ValueSlot> = shm
@@ -65,55 +70,71 @@ fn snapshot() -> Option<Snapshot> {
         .filter(|w| w.used && w.dboid == dboid)
         .copied()
         .collect();
-    let names: Vec<(u8, i64, String)> = shm
-        .names()
+    let kinds: HashMap<i32, u8> = slots
         .iter()
-        .filter(|n| n.used)
-        .map(|n| (n.scope_kind, n.scope_hash, n.value()))
+        .filter(|s| s.scope_hash == 0)
+        .map(|s| (s.policy_id, s.scope_kind))
         .collect();
+    let wanted: HashSet<(u8, i64)> = values
+        .iter()
+        .filter_map(|v| Some((*kinds.get(&v.policy_id)?, v.value_hash)))
+        .collect();
+    let names: HashMap<(u8, i64), String> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        shm.names()
+            .iter()
+            .filter(|n| n.used && wanted.contains(&(n.scope_kind, n.scope_hash)))
+            .map(|n| ((n.scope_kind, n.scope_hash), n.value()))
+            .collect()
+    };
     drop(shm);
-    let name_of = |kind: u8, hash: i64| {
-        names
-            .iter()
-            .find(|(k, h, _)| *k == kind && *h == hash)
-            .map(|(_, _, v)| v.clone())
-            .unwrap_or_default()
+
+    let mut waiting: HashMap<(i32, i64), usize> = HashMap::new();
+    for w in &waiters {
+        *waiting.entry((w.policy_id, w.value_hash)).or_default() += 1;
+    }
+    let waiting_for = |policy_id: i32, value_hash: i64| {
+        waiting.get(&(policy_id, value_hash)).copied().unwrap_or(0)
     };
-    let waiting = |policy_id: i32, value_hash: i64| {
-        waiters
-            .iter()
-            .filter(|w| w.policy_id == policy_id && w.value_hash == value_hash)
-            .count()
-    };
+    let mut values_of: HashMap<(i32, i64), Vec<&ValueSlot>> = HashMap::new();
+    for v in &values {
+        values_of
+            .entry((v.policy_id, v.incarnation))
+            .or_default()
+            .push(v);
+    }
     let mut rows = Vec::new();
-    for policy in slots {
+    for policy in slots.into_iter().filter(|s| visible.contains(&s.policy_id)) {
         if policy.scope_hash != 0 {
-            let value = policy_values
-                .iter()
-                .find(|(id, _)| *id == policy.policy_id)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
             rows.push(Row {
                 policy,
                 value_hash: policy.scope_hash,
-                value,
+                value: policy_values
+                    .get(&policy.policy_id)
+                    .cloned()
+                    .unwrap_or_default(),
                 buckets: policy.buckets,
                 stats: policy.stats,
-                waiting: waiting(policy.policy_id, 0),
+                waiting: waiting_for(policy.policy_id, 0),
             });
             continue;
         }
-        for v in values
-            .iter()
-            .filter(|v| v.policy_id == policy.policy_id && v.incarnation == policy.incarnation)
+        for v in values_of
+            .get(&(policy.policy_id, policy.incarnation))
+            .into_iter()
+            .flatten()
         {
             rows.push(Row {
                 policy,
                 value_hash: v.value_hash,
-                value: name_of(policy.scope_kind, v.value_hash),
+                value: names
+                    .get(&(policy.scope_kind, v.value_hash))
+                    .cloned()
+                    .unwrap_or_default(),
                 buckets: v.buckets,
                 stats: v.stats,
-                waiting: waiting(policy.policy_id, v.value_hash),
+                waiting: waiting_for(policy.policy_id, v.value_hash),
             });
         }
     }
@@ -278,24 +299,23 @@ pub fn render() -> Option<String> {
         );
     }
 
-    let labels = |r: &Row| -> [(&'static str, String); 4] {
-        [
-            ("policy_id", r.policy.policy_id.to_string()),
-            (
-                "scope_kind",
-                ScopeKind::from_code(r.policy.scope_kind)
-                    .map_or("unknown", ScopeKind::as_str)
-                    .to_string(),
-            ),
-            ("scope_value", r.value.clone()),
-            (
-                "mode",
-                Mode::from_code(r.policy.mode)
-                    .map_or("unknown", Mode::as_str)
-                    .to_string(),
-            ),
-        ]
-    };
+    // Each row's labels, rendered (escaped) once for its 14 series.
+    let sets: Vec<LabelSet> = snap
+        .rows
+        .iter()
+        .map(|r| {
+            let id = r.policy.policy_id.to_string();
+            let kind =
+                ScopeKind::from_code(r.policy.scope_kind).map_or("unknown", ScopeKind::as_str);
+            let mode = Mode::from_code(r.policy.mode).map_or("unknown", Mode::as_str);
+            LabelSet::new(&[
+                ("policy_id", &id),
+                ("scope_kind", kind),
+                ("scope_value", &r.value),
+                ("mode", mode),
+            ])
+        })
+        .collect();
     let gauges: [Gauge; 6] = [
         (
             "pwb_policy_rate_bytes_per_second",
@@ -330,10 +350,8 @@ pub fn render() -> Option<String> {
     ];
     for (name, help, value) in gauges {
         e.family(name, Kind::Gauge, help);
-        for r in &snap.rows {
-            let l = labels(r);
-            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            e.sample(name, &l, value(r, now));
+        for (r, set) in snap.rows.iter().zip(&sets) {
+            e.sample_with(name, set, &[], value(r, now));
         }
     }
     e.family(
@@ -341,17 +359,19 @@ pub fn render() -> Option<String> {
         Kind::Counter,
         "Statements governed by the policy, by outcome (queued counts statements that had to wait).",
     );
-    for r in &snap.rows {
-        let l = labels(r);
+    for (r, set) in snap.rows.iter().zip(&sets) {
         for (outcome, n) in [
             ("accepted", r.stats.accepted),
             ("queued", r.stats.queued),
             ("rejected", r.stats.rejected),
             ("paced", r.stats.paced),
         ] {
-            let mut l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            l.push(("outcome", outcome));
-            e.sample("pwb_policy_statements_total", &l, n as f64);
+            e.sample_with(
+                "pwb_policy_statements_total",
+                set,
+                &[("outcome", outcome)],
+                n as f64,
+            );
         }
     }
     let totals: [Total; 2] = [
@@ -368,10 +388,8 @@ pub fn render() -> Option<String> {
     ];
     for (name, help, value) in totals {
         e.family(name, Kind::Counter, help);
-        for r in &snap.rows {
-            let l = labels(r);
-            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            e.sample(name, &l, value(&r.stats));
+        for (r, set) in snap.rows.iter().zip(&sets) {
+            e.sample_with(name, set, &[], value(&r.stats));
         }
     }
     e.family(
@@ -379,15 +397,17 @@ pub fn render() -> Option<String> {
         Kind::Counter,
         "Time the policy's statements waited for budget: queued before running, paced while running.",
     );
-    for r in &snap.rows {
-        let l = labels(r);
+    for (r, set) in snap.rows.iter().zip(&sets) {
         for (kind, micros) in [
             (WaitKind::Queue, r.stats.queue_wait_micros),
             (WaitKind::Pace, r.stats.pace_wait_micros),
         ] {
-            let mut l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            l.push(("wait_kind", kind.as_str()));
-            e.sample("pwb_policy_wait_seconds_total", &l, micros as f64 / 1e6);
+            e.sample_with(
+                "pwb_policy_wait_seconds_total",
+                set,
+                &[("wait_kind", kind.as_str())],
+                micros as f64 / 1e6,
+            );
         }
     }
     Some(e.finish())

@@ -47,12 +47,32 @@ pub struct QueryTotals {
     pub slept_nanos: u64,
 }
 
-/// A forgotten query: what it did, and the keys that were wrapped for it
+/// A forgotten query: what it did, the part of it already reported while
+/// it ran ([`Registry::progress`]), and the keys that were wrapped for it
 /// (whose unspent tokens the caller subtracts).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ended {
     pub totals: QueryTotals,
+    pub reported: QueryTotals,
     pub keys: Vec<usize>,
+}
+
+impl Ended {
+    /// What is left to report once `unspent` tokens (granted, never used)
+    /// are taken off the totals.
+    pub fn unreported(&self, unspent: u64) -> QueryTotals {
+        QueryTotals {
+            tuples: self
+                .totals
+                .tuples
+                .saturating_sub(unspent)
+                .saturating_sub(self.reported.tuples),
+            slept_nanos: self
+                .totals
+                .slept_nanos
+                .saturating_sub(self.reported.slept_nanos),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +82,7 @@ struct QueryEntry<B> {
     buckets: Vec<B>,
     granted: u64,
     slept_nanos: u64,
+    reported: QueryTotals,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +137,7 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
             buckets: Vec::new(),
             granted: 0,
             slept_nanos: 0,
+            reported: QueryTotals::default(),
         });
     }
 
@@ -208,6 +230,33 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
         }
     }
 
+    /// What `key`'s query did since this was last called for it, for
+    /// statistics that grow while the query runs; `unspent` is what the
+    /// caller holds of the tokens granted for the query's keys and has not
+    /// used yet. The totals [`Registry::end_query`] hands back say how
+    /// much was reported this way, so nothing is counted twice; tuples
+    /// reported never decrease (tokens used only grow). None for a key no
+    /// longer tracked.
+    pub fn progress(&mut self, key: usize, unspent: u64) -> Option<QueryTotals> {
+        let query = self.wrapped.iter().find(|w| w.key == key)?.query;
+        let q = self.queries.iter_mut().find(|q| q.key == query)?;
+        let used = q.granted.saturating_sub(unspent).max(q.reported.tuples);
+        let delta = QueryTotals {
+            tuples: used - q.reported.tuples,
+            slept_nanos: q.slept_nanos.saturating_sub(q.reported.slept_nanos),
+        };
+        q.reported = QueryTotals {
+            tuples: used,
+            slept_nanos: q.slept_nanos.max(q.reported.slept_nanos),
+        };
+        Some(delta)
+    }
+
+    /// The query `key` is wrapped for.
+    pub fn query_of(&self, key: usize) -> Option<usize> {
+        self.wrapped.iter().find(|w| w.key == key).map(|w| w.query)
+    }
+
     /// The keys wrapped for `query`.
     pub fn keys_of(&self, query: usize) -> Vec<usize> {
         self.wrapped
@@ -229,6 +278,7 @@ impl<F: Copy, B: Bucket> Registry<F, B> {
                 tuples: entry.granted,
                 slept_nanos: entry.slept_nanos,
             },
+            reported: entry.reported,
             keys,
         })
     }
@@ -332,6 +382,46 @@ mod tests {
                 slept_nanos: 5
             }
         );
+    }
+
+    #[test]
+    fn progress_reports_what_was_used_once() {
+        let mut reg = Reg::new();
+        query_with_nodes(&mut reg, 1, 1, &[10, 11], 1_000_000);
+        assert_eq!(reg.progress(99, 0), None);
+        // 1000 granted to node 10, 990 of them still held unused.
+        reg.take(10, 0, 1000).unwrap();
+        reg.add_sleep(10, 7);
+        assert_eq!(
+            reg.progress(10, 990),
+            Some(QueryTotals {
+                tuples: 10,
+                slept_nanos: 7
+            })
+        );
+        assert_eq!(reg.progress(11, 990), Some(QueryTotals::default()));
+        // More used, and more held than before: what was reported stays.
+        reg.take(11, 0, 1000).unwrap();
+        assert_eq!(reg.progress(11, 1995).unwrap().tuples, 0);
+        assert_eq!(reg.progress(11, 1500).unwrap().tuples, 490);
+        reg.add_sleep(11, 3);
+        let ended = reg.end_query(1).unwrap();
+        assert_eq!(
+            ended.reported,
+            QueryTotals {
+                tuples: 500,
+                slept_nanos: 7
+            }
+        );
+        // 1200 of the 2000 granted were used in the end: 700 more.
+        assert_eq!(
+            ended.unreported(800),
+            QueryTotals {
+                tuples: 700,
+                slept_nanos: 3
+            }
+        );
+        assert_eq!(ended.unreported(1900).tuples, 0, "never below zero");
     }
 
     #[test]

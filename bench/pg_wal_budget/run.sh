@@ -3,10 +3,10 @@
 # measured in the same run (results.md holds the last recorded table).
 #
 #   bench/pg_wal_budget/run.sh                 # all scenarios, PostgreSQL 15, release build
-#   bench/pg_wal_budget/run.sh pace fairness   # some scenarios (names or numbers 1-9)
+#   bench/pg_wal_budget/run.sh pace fairness   # some scenarios (names or numbers 1-10)
 #   PG=18 bench/pg_wal_budget/run.sh           # another version (15, 16, 18)
 #   SKIP_INSTALL=1 ...                         # use the pg_wal_budget already installed
-#   PORT_BASE=5460                             # servers listen on PORT_BASE .. PORT_BASE+7
+#   PORT_BASE=5460                             # servers listen on PORT_BASE .. PORT_BASE+8
 #
 # Scenarios (rows of the table):
 #  1 overhead  pgbench tpcb-like on two identical servers side by side, one
@@ -66,6 +66,10 @@
 #              every backend reload its policy cache): max and p99 latency;
 #              target: no statement stalled more than 10 ms over the loop's
 #              median without reloads.
+# 10 footprint a server at default settings: pg_wal_budget's shared memory
+#              (pg_shmem_allocations) <= 8 MB; prediction error of the
+#              calibration workloads (tests/workloads/calibration_summary.sql,
+#              runs 4-12 of each): median error ratio <= 10 %.
 #
 # Servers run as $PG_RUN_AS when root, with fsync = off, autovacuum = off
 # (background WAL would blur the WAL-rate measurements). Raw output goes to
@@ -86,7 +90,7 @@ TEMPLATE_SECONDS="${TEMPLATE_SECONDS:-25}"
 REPLICA_SECONDS="${REPLICA_SECONDS:-40}"
 REPLICA_DELAY="${REPLICA_DELAY:-10min}"
 RELOAD_SECONDS="${RELOAD_SECONDS:-15}"
-ALL_SCENARIOS=(overhead queue pace tenants fairness pacecost template replica reload)
+ALL_SCENARIOS=(overhead queue pace tenants fairness pacecost template replica reload footprint)
 MIB=1048576
 
 HERE="$REPO_ROOT/bench/pg_wal_budget"
@@ -100,8 +104,8 @@ ANALYZE=(python3 "$HERE/analyze.py")
 
 scenarios=()
 for arg in "${@:-${ALL_SCENARIOS[@]}}"; do
-    if [[ $arg =~ ^[1-9]$ ]]; then arg="${ALL_SCENARIOS[$((arg - 1))]}"; fi
-    [[ " ${ALL_SCENARIOS[*]} " == *" $arg "* ]] || die "unknown scenario '$arg' (${ALL_SCENARIOS[*]} or 1-9)"
+    if [[ $arg =~ ^([1-9]|10)$ ]]; then arg="${ALL_SCENARIOS[$((arg - 1))]}"; fi
+    [[ " ${ALL_SCENARIOS[*]} " == *" $arg "* ]] || die "unknown scenario '$arg' (${ALL_SCENARIOS[*]} or 1-10)"
     scenarios+=("$arg")
 done
 
@@ -600,6 +604,31 @@ s_reload() {
     wait $bench || true
     "${ANALYZE[@]}" reload "$OUT"/reload-quiet.* "$OUT"/reload-busy.* "$n" "$OUT/reload-changes.txt" >>"$RESULTS"
     tail -n 1 "$RESULTS" >&2
+}
+
+# ---- 10. footprint: shared memory and prediction error -------------------
+s_footprint() {
+    local port=$((PORT_BASE + 8)) dir="$WORK/footprint"
+    log "10. shared memory at default settings, prediction error of the calibration workloads"
+    start_server "$dir" $port "shared_preload_libraries = 'pg_wal_budget'"
+    sql $port postgres -c "CREATE DATABASE scratch"
+    local shm
+    shm=$(sql $port postgres -c "SELECT allocated_size FROM pg_shmem_allocations WHERE name = 'pg_wal_budget'")
+    awk -v b="${shm:-0}" 'BEGIN {
+        printf "10. shared memory at default settings (pg_shmem_allocations)\t<= 8 MB\t-\t%d B (%.2f MB)\t%s\n",
+            b, b / 1048576, (b > 0 && b <= 8 * 1048576) ? "met" : "NOT met" }' >>"$RESULTS"
+    tail -n 1 "$RESULTS" >&2
+    (cd tests/workloads && sql $port scratch -F '|' -f calibration_summary.sql) >"$OUT/calibration.txt" 2>&1 ||
+        { tail -n 20 "$OUT/calibration.txt"; die "calibration workloads failed"; }
+    awk -F'|' '/^Summary/ { summary = 1; next }
+        !summary { next }
+        $1 == "ALL" { all = $0; r = $6 }
+        $1 != "ALL" && NF == 6 && $2 ~ /^[0-9]+$/ { per = per sprintf("%s%s %.1f %%", per == "" ? "" : ", ", $1, 100 * $6) }
+        END {
+            printf "10. prediction error: calibration workloads, runs 4-12 each (median |predicted - actual| / actual)\t<= 10 %%\t-\tall %.1f %% (%s)\t%s\n",
+                100 * r, per, (all != "" && r <= 0.10) ? "met" : "NOT met" }' "$OUT/calibration.txt" >>"$RESULTS"
+    tail -n 1 "$RESULTS" >&2
+    cluster_stop "$dir" "$PG" fast
 }
 
 started_at=$(date -u +%H:%M)

@@ -13,7 +13,7 @@ psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgr
 pgbench_() { as_server_user "$BIN/pgbench" -h 127.0.0.1 -p "$PORT" "$@"; }
 trap 'as_server_user "$BIN/pg_ctl" -D "$DIR/data" -w -m immediate stop >/dev/null 2>&1 || true' EXIT
 
-# The servers of the overhead benchmarks (run.sh, simultaneous.sh).
+# The servers of the diagnostic overhead scripts (cpu_share.sh, instructions.sh).
 OVERHEAD_SERVER_SETTINGS=("max_connections = 50" "shared_buffers = 256MB" "compute_query_id = on"
     "max_wal_size = 1GB" "checkpoint_timeout = 15min" "synchronous_commit = off")
 # pgbench's option for a workload (MODES): -S for select_only, none for tpcb.

@@ -561,6 +561,13 @@ s_replica() {
     sleep "$REPLICA_SECONDS"
     sleep 2
     kill $s1 $s2
+    # The tenants' last statements on the feedback side wait for a standby
+    # whose replay is held back for REPLICA_DELAY: cancel them (pgbench still
+    # prints what it did) rather than wait for the replay.
+    for port in $bp $fp; do
+        sql $port postgres -c "SELECT count(pg_catalog.pg_cancel_backend(pid)) FROM pg_catalog.pg_stat_activity
+            WHERE usename IN ('t1', 't2', 't3', 't4', 'ex')" >/dev/null || true
+    done
     wait || true
     "${ANALYZE[@]}" replica "$OUT" 67108864 >>"$RESULTS"
     tail -n 3 "$RESULTS" >&2
@@ -625,7 +632,7 @@ s_footprint() {
         $1 == "ALL" { all = $0; r = $6 }
         $1 != "ALL" && NF == 6 && $2 ~ /^[0-9]+$/ { per = per sprintf("%s%s %.1f %%", per == "" ? "" : ", ", $1, 100 * $6) }
         END {
-            printf "10. prediction error: calibration workloads, runs 4-12 each (median |predicted - actual| / actual)\t<= 10 %%\t-\tall %.1f %% (%s)\t%s\n",
+            printf "10. prediction error: calibration workloads, runs 4-12 each (median of abs(predicted - actual) / actual)\t<= 10 %%\t-\tall %.1f %% (%s)\t%s\n",
                 100 * r, per, (all != "" && r <= 0.10) ? "met" : "NOT met" }' "$OUT/calibration.txt" >>"$RESULTS"
     tail -n 1 "$RESULTS" >&2
     cluster_stop "$dir" "$PG" fast

@@ -733,6 +733,60 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// Real WAL for pg_walrus tests: about `mb` MB of inserts into
+/// `walrus_load` (created when missing), then the table is truncated and
+/// the WAL segment switched.
+pub fn write_wal_mb(client: &mut Client, mb: i32) {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS walrus_load (id bigint, pad text)")
+        .expect("create walrus_load");
+    client
+        .execute(
+            "INSERT INTO walrus_load SELECT g, repeat('x', 900) FROM generate_series(1, $1 * 1000) g",
+            &[&mb],
+        )
+        .expect("insert into walrus_load");
+    client
+        .batch_execute("TRUNCATE walrus_load; SELECT pg_switch_wal()")
+        .expect("truncate walrus_load and switch WAL");
+}
+
+/// `promtool check metrics` (Debian's prometheus package) on a Prometheus
+/// text exposition: Ok when it exits 0 and complains of nothing (lint
+/// included), else what it said.
+pub fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let program = find_program("promtool").ok_or("promtool is not installed")?;
+    let mut child = std::process::Command::new(program)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("promtool: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("promtool's stdin: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("promtool: {e}"))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check metrics: exit {:?}: {said}",
+            out.status.code()
+        ))
+    }
+}
+
 /// The SQLSTATE of a failed statement, e.g. `"22023"`.
 pub fn sqlstate(error: &PgError) -> Option<&str> {
     error.code().map(|code| code.code())

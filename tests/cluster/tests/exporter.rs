@@ -23,7 +23,9 @@
     allow(dead_code, unused_imports)
 )]
 
-use cluster_tests::{Client, Cluster, find_program, sqlstate, wait_for};
+use cluster_tests::{
+    Client, Cluster, find_program, promtool_check_metrics, sqlstate, wait_for, write_wal_mb,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -189,34 +191,6 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// `promtool check metrics` on `text`: Ok, or its complaints.
-fn promtool_check_metrics(text: &str) -> Result<(), String> {
-    let mut child = Command::new(find_program("promtool").expect("promtool is installed"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && said.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(format!("exit {:?}: {said}", out.status.code()))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The exporter.
 
@@ -339,22 +313,6 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-/// Writes about `mb` MB of WAL as the superuser (no policy governs it).
-fn write_wal(client: &mut Client, mb: i32) {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS walrus_load (id bigint, pad text)")
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO walrus_load SELECT g, repeat('x', 900) FROM generate_series(1, $1 * 1000) g",
-            &[&mb],
-        )
-        .unwrap();
-    client
-        .batch_execute("TRUNCATE walrus_load; SELECT pg_switch_wal()")
-        .unwrap();
-}
-
 fn count(client: &mut Client, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> i64 {
     client.query_one(sql, params).unwrap().get(0)
 }
@@ -403,7 +361,7 @@ fn busy_scrape() -> Scrape {
 
     // pg_walrus grows max_wal_size after forced checkpoints.
     wait_for(WAIT, "a pg_walrus resize", || {
-        write_wal(&mut admin, 48);
+        write_wal_mb(&mut admin, 48);
         count(
             &mut admin,
             "SELECT count(*) FROM walrus.history WHERE action = 'increase'",
@@ -736,7 +694,8 @@ fn exporter_series_match_the_metrics_functions_and_pass_promtool() {
     if let Err(e) = promtool_check_metrics(&s.exporter_text) {
         let foreign: Vec<&str> = e.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
         assert!(
-            e.starts_with("exit Some(3)") && foreign.iter().all(|l| !is_ours(l)),
+            e.starts_with("promtool check metrics: exit Some(3)")
+                && foreign.iter().all(|l| !is_ours(l)),
             "promtool on the whole scrape: {e}"
         );
     }

@@ -4,34 +4,7 @@
 //! read it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, find_program, sqlstate};
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-/// Runs `promtool check metrics` on `text`; panics with its complaints.
-fn promtool_accepts(text: &str) {
-    let promtool = find_program("promtool").expect("promtool is installed");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use cluster_tests::{Client, Cluster, promtool_check_metrics, sqlstate};
 
 /// The value of the first sample of `metric` whose line contains every one
 /// of `labels` (label fragments such as `policy_id="1"`).
@@ -96,7 +69,7 @@ fn pwb_metrics_pass_promtool_and_escape_label_values() {
         )
         .unwrap();
     let text: String = admin.query_one("SELECT pwb.metrics()", &[]).unwrap().get(0);
-    promtool_accepts(&text);
+    promtool_check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(
         text.contains(r#"scope_value="we\"ird\\tenant\nname""#),
         "escaped label value:\n{text}"

@@ -7,7 +7,7 @@
 //! file runs in well under the CI budget.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, sqlstate, wait_for, write_wal_mb};
 use postgres::fallible_iterator::FallibleIterator;
 use std::time::{Duration, Instant};
 
@@ -52,22 +52,6 @@ fn count_rows(client: &mut Client, action: &str) -> i64 {
         )
         .unwrap()
         .get(0)
-}
-
-/// Real WAL: about `mb` MB of inserts, then a segment switch.
-fn write_wal(client: &mut Client, mb: i32) {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS walrus_load (id bigint, pad text)")
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO walrus_load SELECT g, repeat('x', 900) FROM generate_series(1, $1 * 1000) g",
-            &[&mb],
-        )
-        .unwrap();
-    client
-        .batch_execute("TRUNCATE walrus_load; SELECT pg_switch_wal()")
-        .unwrap();
 }
 
 /// Wait until `history` has a row with `action`, running `drive` between looks.
@@ -158,7 +142,7 @@ fn wal_rate_grows_in_one_step_with_history_notify_and_log() {
     listener.batch_execute("LISTEN walrus").unwrap();
     assert_eq!(max_wal_size_mb(&mut client), 32);
 
-    wait_for_action(&mut client, "increase", |cl| write_wal(cl, 80));
+    wait_for_action(&mut client, "increase", |cl| write_wal_mb(cl, 80));
 
     let row = client
         .query_one(
@@ -247,7 +231,7 @@ fn multiplicative_growth_is_capped_at_walrus_max() {
         ("walrus.max", "64MB"),
     ]);
     let mut client = c.connect();
-    wait_for_action(&mut client, "capped", |cl| write_wal(cl, 64));
+    wait_for_action(&mut client, "capped", |cl| write_wal_mb(cl, 64));
     let row = client
         .query_one(
             "SELECT old_size_mb, new_size_mb, forced_checkpoints, reason FROM walrus.history
@@ -265,7 +249,7 @@ fn multiplicative_growth_is_capped_at_walrus_max() {
     // It never goes past the cap, however much more WAL comes: the worker
     // records that it is at the cap (capped, 64 -> 64) and stays there.
     wait_for(WAIT, "a decision at the cap", || {
-        write_wal(&mut client, 64);
+        write_wal_mb(&mut client, 64);
         client
             .query_one(
                 "SELECT count(*) FROM walrus.history

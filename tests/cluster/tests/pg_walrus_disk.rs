@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(not(is_root), allow(dead_code, unused_imports))]
 
-use cluster_tests::{Client, Cluster, wait_for};
+use cluster_tests::{Client, Cluster, wait_for, write_wal_mb};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -66,21 +66,6 @@ fn max_wal_size_mb(client: &mut Client) -> i64 {
         .get(0)
 }
 
-fn write_wal(client: &mut Client, mb: i32) {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS walrus_load (id bigint, pad text)")
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO walrus_load SELECT g, repeat('x', 900) FROM generate_series(1, $1 * 1000) g",
-            &[&mb],
-        )
-        .unwrap();
-    client
-        .batch_execute("TRUNCATE walrus_load; SELECT pg_switch_wal()")
-        .unwrap();
-}
-
 fn fill(path: &Path, mb: u64) {
     let data = vec![0x5a_u8; MB as usize];
     let mut file = std::fs::File::create(path).unwrap();
@@ -139,7 +124,7 @@ fn the_disk_cap_bounds_growth_and_follows_falling_free_space() {
 
     // Growth: the measured WAL wants far more than a quarter of 512 MB.
     wait_for(WAIT, "a capped decision", || {
-        write_wal(&mut client, 48);
+        write_wal_mb(&mut client, 48);
         client
             .query_one(
                 "SELECT count(*) FROM walrus.history WHERE action = 'capped'",

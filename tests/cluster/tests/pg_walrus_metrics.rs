@@ -5,42 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(not(has_promtool), allow(dead_code, unused_imports))]
 
-use cluster_tests::{Client, Cluster, REPLICATION_WAIT, find_program, wait_for};
+use cluster_tests::{Client, Cluster, REPLICATION_WAIT, promtool_check_metrics, wait_for};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// `promtool check metrics` on `text`: its complaints (empty when none).
-fn promtool_check(text: &str) -> String {
-    let program = find_program("promtool").expect("promtool is installed");
-    let mut child = Command::new(program)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        complaints.trim().to_string()
-    } else {
-        format!("exit {:?}: {complaints}", out.status.code())
-    }
-}
 
 /// Samples by series (name with labels) and each family's type.
 fn parse(text: &str) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
@@ -126,7 +95,7 @@ fn metrics_pass_promtool_on_a_primary_and_a_standby_with_the_dashboard_series() 
         samples.get("walrus_max_wal_size_bytes") == Some(&((new_mb * 1_048_576) as f64))
     });
     let text = metrics(&mut client);
-    assert_eq!(promtool_check(&text), "", "{text}");
+    promtool_check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let (samples, types) = parse(&text);
     for (name, kind) in &types {
         assert_eq!(
@@ -164,7 +133,7 @@ fn metrics_pass_promtool_on_a_primary_and_a_standby_with_the_dashboard_series() 
         samples.get("walrus_worker_up") == Some(&1.0)
     });
     let text = metrics(&mut standby);
-    assert_eq!(promtool_check(&text), "", "{text}");
+    promtool_check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let (samples, _) = parse(&text);
     assert_eq!(samples.get("walrus_in_recovery"), Some(&1.0), "{text}");
     assert!(samples.contains_key("walrus_restartpoints_requested_total"));

@@ -6,7 +6,7 @@
 //! testing GUC) with `checkpoint_timeout = 30s`, as in `pg_walrus.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, REPLICATION_WAIT, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, REPLICATION_WAIT, sqlstate, wait_for, write_wal_mb};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -42,22 +42,6 @@ fn max_wal_size_mb(client: &mut Client) -> i64 {
         )
         .unwrap()
         .get(0)
-}
-
-/// Real WAL on a primary: about `mb` MB of inserts, then a segment switch.
-fn write_wal(client: &mut Client, mb: i32) {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS walrus_load (id bigint, pad text)")
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO walrus_load SELECT g, repeat('x', 900) FROM generate_series(1, $1 * 1000) g",
-            &[&mb],
-        )
-        .unwrap();
-    client
-        .batch_execute("TRUNCATE walrus_load; SELECT pg_switch_wal()")
-        .unwrap();
 }
 
 fn status_text(client: &mut Client, path: &str) -> Option<String> {
@@ -198,7 +182,7 @@ fn a_standby_sizes_itself_for_restartpoints() {
     wait_for_worker_state(&mut standby, "standby");
     let mut writer = p.connect();
     wait_for(WAIT, "a standby decision", || {
-        write_wal(&mut writer, 48);
+        write_wal_mb(&mut writer, 48);
         p.wait_for_replay(&s, REPLICATION_WAIT);
         standby
             .query_one("SELECT count(*) FROM walrus.pending_history()", &[])
@@ -292,7 +276,7 @@ fn promotion_writes_the_standby_decisions_to_history() {
     wait_for_worker_state(&mut standby, "standby");
     let mut writer = p.connect();
     wait_for(WAIT, "a standby decision", || {
-        write_wal(&mut writer, 48);
+        write_wal_mb(&mut writer, 48);
         p.wait_for_replay(&s, REPLICATION_WAIT);
         standby
             .query_one(
@@ -393,7 +377,7 @@ fn promotion_carries_over_the_old_primary_size() {
     let mut writer = p.connect();
     let mut grown: i32 = 0;
     wait_for(WAIT, "the primary to grow past the standby's size", || {
-        write_wal(&mut writer, 48);
+        write_wal_mb(&mut writer, 48);
         grown = writer
             .query_one(
                 "SELECT coalesce((SELECT new_size_mb FROM walrus.history WHERE action = 'increase'

@@ -229,6 +229,9 @@ fn multiplicative_growth_is_capped_at_walrus_max() {
     let c = cluster(&[
         ("walrus.algorithm", "multiplicative"),
         ("walrus.max", "64MB"),
+        // As in the wal_rate test: intervals long enough to hold two forced
+        // checkpoints of one write on a loaded machine.
+        ("walrus.naptime_override_ms", "3000"),
     ]);
     let mut client = c.connect();
     wait_for_action(&mut client, "capped", |cl| write_wal_mb(cl, 64));

@@ -338,6 +338,9 @@ fn busy_scrape() -> Scrape {
         .setting("walrus.max", "64GB")
         .setting("walrus.cooldown_sec", "0")
         .setting("walrus.max_wal_disk_fraction", "0")
+        // One forced checkpoint per interval is enough: a loaded machine
+        // can spread a write's checkpoints over several one-second intervals.
+        .setting("walrus.threshold", "1")
         .setting("walrus.shrink_enable", "off")
         .start();
     let mut admin = cluster.connect();

@@ -733,6 +733,30 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// The set-up most pg_wal_budget tests share: a login role `writer` and a
+/// table `t` it may write (for [`pwb_server`]).
+pub const PWB_WRITER_SETUP: &str = "CREATE ROLE writer LOGIN;
+     CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
+     GRANT ALL ON t, t_id_seq TO writer;";
+
+/// A started server preloading pg_wal_budget, with query ids on and
+/// `settings` added, where a superuser session has created the extension
+/// and run `setup`; returns it with that session.
+pub fn pwb_server(settings: &[(&str, &str)], setup: &str) -> (Cluster, Client) {
+    let mut b = Cluster::builder()
+        .shared_preload("pg_wal_budget")
+        .setting("compute_query_id", "on");
+    for (k, v) in settings {
+        b = b.setting(k, v);
+    }
+    let cluster = b.start();
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(&format!("CREATE EXTENSION pg_wal_budget; {setup}"))
+        .expect("create pg_wal_budget and the test's objects");
+    (cluster, admin)
+}
+
 /// Real WAL for pg_walrus tests: about `mb` MB of inserts into
 /// `walrus_load` (created when missing), then the table is truncated and
 /// the WAL segment switched.

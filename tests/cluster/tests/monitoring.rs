@@ -4,7 +4,7 @@
 //! read it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, promtool_check_metrics, sqlstate};
+use cluster_tests::{PWB_WRITER_SETUP, promtool_check_metrics, pwb_server, sqlstate};
 
 /// The value of the first sample of `metric` whose line contains every one
 /// of `labels` (label fragments such as `policy_id="1"`).
@@ -16,30 +16,13 @@ fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn budget_server() -> (Cluster, Client) {
-    let cluster = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on")
-        .start();
-    let mut admin = cluster.connect();
-    admin
-        .batch_execute(
-            "CREATE EXTENSION pg_wal_budget;
-             CREATE ROLE writer LOGIN;
-             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
-             GRANT ALL ON t, t_id_seq TO writer;",
-        )
-        .unwrap();
-    (cluster, admin)
-}
-
 #[test]
 #[cfg_attr(
     not(has_promtool),
     ignore = "promtool is not installed (scripts/setup installs Debian's prometheus package)"
 )]
 fn pwb_metrics_pass_promtool_and_escape_label_values() {
-    let (cluster, mut admin) = budget_server();
+    let (cluster, mut admin) = pwb_server(&[], PWB_WRITER_SETUP);
     // A scope value needing every escape: quote, backslash, newline.
     let odd = "we\"ird\\tenant\nname";
     admin
@@ -96,7 +79,7 @@ fn pwb_metrics_pass_promtool_and_escape_label_values() {
 
 #[test]
 fn pwb_metrics_are_for_monitors_only() {
-    let (cluster, mut admin) = budget_server();
+    let (cluster, mut admin) = pwb_server(&[], PWB_WRITER_SETUP);
     admin
         .batch_execute(
             "CREATE ROLE watcher LOGIN; GRANT pg_monitor TO watcher;

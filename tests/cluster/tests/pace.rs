@@ -5,29 +5,19 @@
 //! prepared statements and PL/pgSQL loops.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, PWB_WRITER_SETUP, pwb_server, sqlstate, wait_for};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 const MIB: i64 = 1_048_576;
 
+/// The writer set-up, and `writer` may read pg_wal_budget's telemetry.
 fn server() -> (Cluster, Client) {
-    let cluster = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on")
-        .start();
-    let mut admin = cluster.connect();
-    admin
-        .batch_execute(
-            "CREATE EXTENSION pg_wal_budget;
-             CREATE ROLE writer LOGIN;
-             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
-             GRANT ALL ON t, t_id_seq TO writer;
-             GRANT pwb_monitor TO writer;",
-        )
-        .unwrap();
-    (cluster, admin)
+    pwb_server(
+        &[],
+        &format!("{PWB_WRITER_SETUP} GRANT pwb_monitor TO writer;"),
+    )
 }
 
 fn policy(admin: &mut Client, rate: i64, burst: i64, mode: &str) -> i32 {

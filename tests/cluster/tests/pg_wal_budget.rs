@@ -1,7 +1,9 @@
 //! pg_wal_budget in a real server: several sessions, queueing, cancellation,
 //! restarts, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use cluster_tests::{Client, Cluster, ClusterBuilder, PgError, sqlstate, wait_for};
+use cluster_tests::{
+    Client, Cluster, ClusterBuilder, PWB_WRITER_SETUP, PgError, sqlstate, wait_for,
+};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,12 +20,9 @@ fn budget_cluster() -> Cluster {
 
 fn setup(client: &mut Client) {
     client
-        .batch_execute(
-            "CREATE EXTENSION pg_wal_budget;
-             CREATE ROLE writer LOGIN;
-             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
-             GRANT ALL ON t, t_id_seq TO writer;",
-        )
+        .batch_execute(&format!(
+            "CREATE EXTENSION pg_wal_budget; {PWB_WRITER_SETUP}"
+        ))
         .unwrap();
 }
 

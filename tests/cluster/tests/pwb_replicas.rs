@@ -5,7 +5,7 @@
 //! promotion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, pwb_server, sqlstate, wait_for};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -14,26 +14,15 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn primary(settings: &[(&str, &str)]) -> (Cluster, Client) {
-    let mut b = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on")
-        .setting("max_wal_senders", "5")
-        .setting("max_replication_slots", "5");
-    for (k, v) in settings {
-        b = b.setting(k, v);
-    }
-    let cluster = b.start();
-    let mut admin = cluster.connect();
-    admin
-        .batch_execute(
-            "CREATE EXTENSION pg_wal_budget;
-             CREATE ROLE tenant_a LOGIN; CREATE ROLE exempt_b LOGIN;
-             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
-             GRANT ALL ON t, t_id_seq TO tenant_a, exempt_b;
-             GRANT pwb_monitor TO tenant_a;",
-        )
-        .unwrap();
-    (cluster, admin)
+    let mut all = vec![("max_wal_senders", "5"), ("max_replication_slots", "5")];
+    all.extend_from_slice(settings);
+    pwb_server(
+        &all,
+        "CREATE ROLE tenant_a LOGIN; CREATE ROLE exempt_b LOGIN;
+         CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
+         GRANT ALL ON t, t_id_seq TO tenant_a, exempt_b;
+         GRANT pwb_monitor TO tenant_a;",
+    )
 }
 
 /// (factor, limiting) as pg_wal_budget's worker last published them.

@@ -7,7 +7,7 @@
 //! outlives its transaction. Each test asserts the attack fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, sqlstate, wait_for};
+use cluster_tests::{Client, Cluster, PWB_WRITER_SETUP, pwb_server, sqlstate, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -442,27 +442,6 @@ fn tenant_follows_transaction_semantics_and_is_cleared_by_discard_all() {
 
 // ---- Budget escapes (pg_wal_budget) ----
 
-/// A server with pg_wal_budget, a writer role and a table it may write.
-fn budget_server(settings: &[(&str, &str)]) -> (Cluster, Client) {
-    let mut b = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on");
-    for (k, v) in settings {
-        b = b.setting(k, v);
-    }
-    let cluster = b.start();
-    let mut admin = cluster.connect();
-    admin
-        .batch_execute(
-            "CREATE EXTENSION pg_wal_budget;
-             CREATE ROLE writer LOGIN;
-             CREATE TABLE t (id bigserial PRIMARY KEY, payload text);
-             GRANT ALL ON t, t_id_seq TO writer;",
-        )
-        .unwrap();
-    (cluster, admin)
-}
-
 fn debt(admin: &mut Client, policy_id: i32) -> i64 {
     admin
         .query_one(
@@ -478,7 +457,7 @@ fn debt(admin: &mut Client, policy_id: i32) -> i64 {
 /// charged as debt, which the writer's next statements must repay.
 #[test]
 fn wal_written_by_read_only_statements_is_charged() {
-    let (cluster, mut admin) = budget_server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], PWB_WRITER_SETUP);
     let id: i32 = admin
         .query_one(
             "SELECT pwb.create_policy('role', 'writer', 1000, 100000, 'reject')",
@@ -521,7 +500,7 @@ fn wal_written_by_read_only_statements_is_charged() {
 /// application_name, or SET ROLE to a role it belongs to.
 #[test]
 fn a_session_cannot_pick_a_looser_policy() {
-    let (cluster, mut admin) = budget_server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], PWB_WRITER_SETUP);
     admin
         .batch_execute(
             "CREATE ROLE helper NOLOGIN; GRANT helper TO writer; GRANT ALL ON t, t_id_seq TO helper;
@@ -581,7 +560,7 @@ fn policy_generation(client: &mut Client) -> i64 {
 /// extension's exclusive lock) by dropping a temporary table.
 #[test]
 fn unrelated_ddl_does_not_invalidate_the_policy_cache() {
-    let (cluster, mut admin) = budget_server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], PWB_WRITER_SETUP);
     admin
         .batch_execute(
             "GRANT pwb_monitor TO writer; GRANT CREATE ON SCHEMA public TO writer;
@@ -611,7 +590,7 @@ fn unrelated_ddl_does_not_invalidate_the_policy_cache() {
 /// reloaded its policies while the transaction was prepared.
 #[test]
 fn a_prepared_policy_change_reaches_long_lived_sessions() {
-    let (cluster, mut admin) = budget_server(&[("max_prepared_transactions", "5")]);
+    let (cluster, mut admin) = pwb_server(&[("max_prepared_transactions", "5")], PWB_WRITER_SETUP);
     let id: i32 = admin
         .query_one(
             "SELECT pwb.create_policy('role', 'writer', 1, 1, 'observe')",
@@ -645,7 +624,7 @@ fn a_prepared_policy_change_reaches_long_lived_sessions() {
 /// counted as admitted without accounting.
 #[test]
 fn a_full_bucket_table_is_refused_counted_and_warned_about() {
-    let (cluster, mut admin) = budget_server(&[("pwb.budget_bucket_capacity", "2")]);
+    let (cluster, mut admin) = pwb_server(&[("pwb.budget_bucket_capacity", "2")], PWB_WRITER_SETUP);
     admin
         .batch_execute(
             "SELECT pwb.create_policy('role', 'a', 1000, 2000);
@@ -709,7 +688,7 @@ fn a_full_bucket_table_is_refused_counted_and_warned_about() {
 /// queueing behind it, and lock_timeout bounds the wait.
 #[test]
 fn a_queued_statement_does_not_convoy_lock_waiters() {
-    let (cluster, mut admin) = budget_server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], PWB_WRITER_SETUP);
     admin
         .batch_execute("SELECT pwb.create_policy('role', 'writer', 100, 20000, 'queue')")
         .unwrap();

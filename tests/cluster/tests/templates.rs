@@ -3,30 +3,15 @@
 //! with concurrent tenants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cluster_tests::{Client, Cluster, sqlstate};
+use cluster_tests::{Client, Cluster, pwb_server, sqlstate};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn server(settings: &[(&str, &str)]) -> (Cluster, Client) {
-    let mut b = Cluster::builder()
-        .shared_preload("pg_wal_budget")
-        .setting("compute_query_id", "on");
-    for (k, v) in settings {
-        b = b.setting(k, v);
-    }
-    let cluster = b.start();
-    let mut admin = cluster.connect();
-    admin
-        .batch_execute(
-            "CREATE EXTENSION pg_wal_budget;
-             CREATE ROLE app LOGIN;
-             GRANT pwb_tenant_setter TO app;
-             CREATE TABLE t (id bigserial PRIMARY KEY, tenant text, payload text);
-             GRANT ALL ON t, t_id_seq TO app;",
-        )
-        .unwrap();
-    (cluster, admin)
-}
+/// A role `app` that may set tenants, and a table `t` it may write.
+const SETUP: &str = "CREATE ROLE app LOGIN;
+     GRANT pwb_tenant_setter TO app;
+     CREATE TABLE t (id bigserial PRIMARY KEY, tenant text, payload text);
+     GRANT ALL ON t, t_id_seq TO app;";
 
 fn as_tenant(cluster: &Cluster, tenant: &str) -> Client {
     let mut c = cluster.connect_as("app", "postgres");
@@ -45,7 +30,7 @@ fn write(client: &mut Client, rows: i32) -> Result<(), cluster_tests::PgError> {
 
 #[test]
 fn a_template_gives_every_value_its_own_bucket() {
-    let (cluster, mut admin) = server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], SETUP);
     admin
         .batch_execute(
             "SELECT pwb.create_policy('tenant', NULL, 300000, 300000, 'reject');
@@ -116,7 +101,7 @@ fn a_template_gives_every_value_its_own_bucket() {
 /// each is held to the template's rate on its own, none waits for another.
 #[test]
 fn concurrent_tenants_are_each_held_to_the_template_rate() {
-    let (cluster, mut admin) = server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], SETUP);
     admin
         .batch_execute("SELECT pwb.create_policy('tenant', NULL, 300000, 300000, 'pace')")
         .unwrap();
@@ -161,7 +146,7 @@ fn concurrent_tenants_are_each_held_to_the_template_rate() {
 /// counted either way; an idle value's bucket is reused.
 #[test]
 fn a_full_value_table_behaves_as_documented() {
-    let (cluster, mut admin) = server(&[("pwb.template_bucket_capacity", "2")]);
+    let (cluster, mut admin) = pwb_server(&[("pwb.template_bucket_capacity", "2")], SETUP);
     admin
         .batch_execute("SELECT pwb.create_policy('tenant', NULL, 1, 1000000, 'reject')")
         .unwrap();
@@ -202,7 +187,7 @@ fn a_full_value_table_behaves_as_documented() {
 /// the old 1-byte one refused, and so does a new shadow policy.
 #[test]
 fn a_new_policy_starts_with_a_full_bucket() {
-    let (cluster, mut admin) = server(&[]);
+    let (cluster, mut admin) = pwb_server(&[], SETUP);
     admin
         .batch_execute("SELECT pwb.create_policy('role', 'app', 1, 1, 'reject')")
         .unwrap();

@@ -402,8 +402,18 @@ fn promotion_carries_over_the_old_primary_size() {
     drop(writer);
     s.promote();
     let mut promoted = s.connect();
-    wait_for(WAIT, "the carried-over size", || {
+    // The size is applied (ALTER SYSTEM, reload) before the history row
+    // is written: wait for both.
+    wait_for(WAIT, "the carried-over size and its history row", || {
         max_wal_size_mb(&mut promoted) == i64::from(grown)
+            && promoted
+                .query_one(
+                    "SELECT count(*) FROM walrus.history WHERE metadata->>'origin' = 'promotion'",
+                    &[],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                > 0
     });
     let row = promoted
         .query_one(

@@ -62,6 +62,13 @@ impl Node {
         (!child.is_null()).then_some(Node(child))
     }
 
+    /// Whether this node is a scan that keeps its position
+    /// ([`keeps_position`]) and is positioned on a tuple ([`positioned`]).
+    pub fn is_positioned(self) -> bool {
+        // SAFETY: checked to be such a scan just before.
+        keeps_position(self) && unsafe { positioned(self.0) }
+    }
+
     /// The node's current real function.
     pub fn real(self) -> Option<ExecProcNodeFn> {
         // SAFETY: reads a field of a valid PlanState.
@@ -76,15 +83,41 @@ impl Node {
 /// `query` must be a `QueryDesc` whose executor has been started and not
 /// yet ended.
 pub unsafe fn plan_states(query: *mut pg_sys::QueryDesc) -> Vec<Node> {
+    // SAFETY: the caller's contract.
+    unsafe { plan_nodes(query) }
+        .into_iter()
+        .map(|p| p.node)
+        .collect()
+}
+
+/// A node of [`plan_nodes`], with where it sits in its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanNode {
+    pub node: Node,
+    /// The node runs at most once per run of the query: it is in the main
+    /// tree, and no node above it rescans it while the query runs (it is
+    /// not below the inner side of a Nested Loop, a Memoize, the recursive
+    /// side of a Recursive Union, or a custom scan's children). Only a
+    /// cursor's rewind rescans it then. Subplans never run once: a
+    /// correlated subplan is rescanned for every outer row.
+    pub runs_once: bool,
+}
+
+/// Every `PlanState` of a started executor, as [`plan_states`], each with
+/// whether it runs once.
+///
+/// # Safety
+/// As [`plan_states`].
+pub unsafe fn plan_nodes(query: *mut pg_sys::QueryDesc) -> Vec<PlanNode> {
     let mut nodes = Vec::new();
     // SAFETY: ExecutorStart initialised planstate and estate.
     unsafe {
-        collect((*query).planstate, &mut nodes);
+        collect((*query).planstate, true, &mut nodes);
         let estate = (*query).estate;
         if !estate.is_null() {
             let subplans = PgList::<pg_sys::PlanState>::from_pg((*estate).es_subplanstates);
             for sub in subplans.iter_ptr() {
-                collect(sub, &mut nodes);
+                collect(sub, false, &mut nodes);
             }
         }
     }
@@ -93,23 +126,37 @@ pub unsafe fn plan_states(query: *mut pg_sys::QueryDesc) -> Vec<Node> {
 
 /// Collects every `PlanState` reachable from `node` through its children
 /// (left/right trees and the node-specific child arrays and lists).
-/// Subplans are not followed here: `plan_states` walks
-/// `es_subplanstates`, which holds all of them once.
+/// Subplans are not followed here: `plan_nodes` walks
+/// `es_subplanstates`, which holds all of them once. `once`: whether
+/// `node` runs once (see [`PlanNode::runs_once`]).
 ///
 /// # Safety
 /// `node` must be null or a valid, initialised `PlanState` tree.
-unsafe fn collect(node: *mut pg_sys::PlanState, out: &mut Vec<Node>) {
+unsafe fn collect(node: *mut pg_sys::PlanState, once: bool, out: &mut Vec<PlanNode>) {
     use pg_sys::NodeTag::*;
     if node.is_null() {
         return;
     }
-    out.push(Node(node));
+    out.push(PlanNode {
+        node: Node(node),
+        runs_once: once,
+    });
     // SAFETY: the caller guarantees a valid tree; each cast matches the tag
     // checked just before it, and child arrays have the stated lengths.
     unsafe {
-        collect((*node).lefttree, out);
-        collect((*node).righttree, out);
-        let arrays: Option<(*mut *mut pg_sys::PlanState, i32)> = match (*node).type_ {
+        let tag = (*node).type_;
+        // The children a node rescans while it runs: a Nested Loop's inner
+        // side for every outer row, a Memoize's subtree for every cache
+        // miss, a Recursive Union's recursive side for every iteration.
+        let (left_once, right_once) = match tag {
+            T_NestLoopState => (once, false),
+            T_MemoizeState => (false, false),
+            T_RecursiveUnionState => (once, false),
+            _ => (once, once),
+        };
+        collect((*node).lefttree, left_once, out);
+        collect((*node).righttree, right_once, out);
+        let arrays: Option<(*mut *mut pg_sys::PlanState, i32)> = match tag {
             T_AppendState => {
                 let s = node.cast::<pg_sys::AppendState>();
                 Some(((*s).appendplans, (*s).as_nplans))
@@ -132,23 +179,59 @@ unsafe fn collect(node: *mut pg_sys::PlanState, out: &mut Vec<Node>) {
             && !children.is_null()
         {
             for i in 0..usize::try_from(n).unwrap_or(0) {
-                collect(*children.add(i), out);
+                collect(*children.add(i), once, out);
             }
         }
-        match (*node).type_ {
+        match tag {
             T_SubqueryScanState => {
-                collect((*node.cast::<pg_sys::SubqueryScanState>()).subplan, out);
+                collect(
+                    (*node.cast::<pg_sys::SubqueryScanState>()).subplan,
+                    once,
+                    out,
+                );
             }
             T_CustomScanState => {
+                // What a provider does with its children is its own.
                 let list = PgList::<pg_sys::PlanState>::from_pg(
                     (*node.cast::<pg_sys::CustomScanState>()).custom_ps,
                 );
                 for child in list.iter_ptr() {
-                    collect(child, out);
+                    collect(child, false, out);
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// Whether `node` is a scan that keeps the tuple it last returned in its
+/// scan slot until asked for the next one, and empties that slot when it
+/// reaches its end or is rescanned (`ExecScanReScan` clears it "so that
+/// observers can tell that this plan node is not positioned on a tuple",
+/// which `WHERE CURRENT OF` relies on): a Seq Scan, Index Scan, Index Only
+/// Scan or Bitmap Heap Scan. For these, [`positioned`] tells whether the
+/// last call returned a tuple without being on the return path.
+pub fn keeps_position(node: Node) -> bool {
+    use pg_sys::NodeTag::*;
+    matches!(
+        node.tag(),
+        T_SeqScanState | T_IndexScanState | T_IndexOnlyScanState | T_BitmapHeapScanState
+    )
+}
+
+/// Whether scan `node` is positioned on a tuple: its last call returned one
+/// (see [`keeps_position`]). False before its first call.
+///
+/// # Safety
+/// `node` must be a valid `PlanState` for which [`keeps_position`] is true.
+#[inline(always)]
+pub unsafe fn positioned(node: *mut pg_sys::PlanState) -> bool {
+    // SAFETY: the node is a scan node (see the contract), so it starts with
+    // a ScanState whose scan slot, set by its ExecInit function, is valid
+    // while the node is.
+    unsafe {
+        let slot = (*node.cast::<pg_sys::ScanState>()).ss_ScanTupleSlot;
+        !slot.is_null() && (*slot).tts_flags & pg_sys::TTS_FLAG_EMPTY as u16 == 0
     }
 }
 

@@ -18,7 +18,7 @@ use governance::pacing::{
 };
 use pgrx::pg_sys;
 use pgsupport::dsm::Segment;
-use pgsupport::exec_node::{self, EvalFn, ExecProcNodeFn, Node};
+use pgsupport::exec_node::{self, EvalFn, ExecProcNodeFn, Node, PlanNode};
 use pgsupport::local::BackendCell;
 use pgsupport::time::monotonic_nanos;
 use pgsupport::wait::{self, WaitEvent};
@@ -85,6 +85,9 @@ struct QueryState {
     /// Wrapped something (the backend counts as throttled meanwhile).
     active: bool,
     whys: Vec<(usize, Why)>,
+    /// The wrapped scans counted on the way in (`wrapper::node`): the
+    /// tuple each returned last is counted when the query ends.
+    positioned: Vec<usize>,
 }
 
 static REGISTRY: BackendCell<Registry<Real, QueryBucket>> = BackendCell::new(Registry::new());
@@ -101,9 +104,11 @@ static WORKER_STARTED: AtomicBool = AtomicBool::new(false);
 /// tuple without asking its bucket or reading the clock). Plain statics of
 /// atomics, looked up by a short linear search: a process runs our code on
 /// one thread, so relaxed loads and stores cost what plain ones do, and no
-/// lock is taken per tuple. What is wrapped beyond the first [`HOT_SLOTS`]
-/// at once goes through the registry, one token at a time.
-const HOT_SLOTS: usize = 16;
+/// lock is taken per tuple. Each slot has its own wrappers
+/// (`wrapper::node`, `wrapper::filter`), so the per-tuple path finds its
+/// slot without a search. What is wrapped beyond the first [`HOT_SLOTS`] at
+/// once goes through the registry, one token at a time.
+pub const HOT_SLOTS: usize = 16;
 
 struct HotSlot {
     /// The wrapped thing's address (0: free).
@@ -125,6 +130,17 @@ static HOT: [HotSlot; HOT_SLOTS] = [const {
 pub struct Hot(&'static HotSlot);
 
 impl Hot {
+    /// Whether the slot belongs to wrapped `key`.
+    #[inline(always)]
+    pub fn is(&self, key: usize) -> bool {
+        self.0.key.load(Ordering::Relaxed) == key
+    }
+
+    /// The wrapped thing the slot belongs to (0: none).
+    pub fn key(&self) -> usize {
+        self.0.key.load(Ordering::Relaxed)
+    }
+
     /// The address of the real function.
     #[inline(always)]
     pub fn real(&self) -> usize {
@@ -147,12 +163,10 @@ impl Hot {
     }
 }
 
-/// The hot slot of wrapped `key`, if it has one.
+/// Hot slot `i` (< [`HOT_SLOTS`]).
 #[inline(always)]
-pub fn hot(key: usize) -> Option<Hot> {
-    HOT.iter()
-        .find(|s| s.key.load(Ordering::Relaxed) == key)
-        .map(Hot)
+pub fn hot_slot(i: usize) -> Hot {
+    Hot(&HOT[i])
 }
 
 fn hot_find(key: usize) -> Option<usize> {
@@ -160,14 +174,20 @@ fn hot_find(key: usize) -> Option<usize> {
         .position(|s| s.key.load(Ordering::Relaxed) == key)
 }
 
-fn hot_insert(key: usize, real: usize) {
-    // A slot left by a query whose end was missed must not outlive it.
+/// A free hot slot for `key`, after freeing one a query whose end was
+/// missed left to it (it must not outlive that query). Nothing is taken
+/// until [`hot_insert`].
+fn hot_free(key: usize) -> Option<usize> {
     hot_remove(key);
-    if let Some(slot) = HOT.iter().find(|s| s.key.load(Ordering::Relaxed) == 0) {
-        slot.real.store(real, Ordering::Relaxed);
-        slot.credits.store(0, Ordering::Relaxed);
-        slot.key.store(key, Ordering::Relaxed);
-    }
+    HOT.iter().position(|s| s.key.load(Ordering::Relaxed) == 0)
+}
+
+/// Gives hot slot `i` (found free by [`hot_free`]) to `key`.
+fn hot_insert(i: usize, key: usize, real: usize) {
+    let slot = &HOT[i];
+    slot.real.store(real, Ordering::Relaxed);
+    slot.credits.store(0, Ordering::Relaxed);
+    slot.key.store(key, Ordering::Relaxed);
 }
 
 /// Frees `key`'s hot slot; returns the credits it still held.
@@ -206,6 +226,21 @@ struct Target {
     kind: NodeKind,
     bucket: usize,
     on_filter: bool,
+    /// Counted on the way in (see `wrapper::node`): a scan that keeps its
+    /// position and runs once, paced by the tuples it returns.
+    positioned: bool,
+}
+
+impl Target {
+    fn new(plan: PlanNode, kind: NodeKind, bucket: usize, on_filter: bool) -> Target {
+        Target {
+            node: plan.node,
+            kind,
+            bucket,
+            on_filter,
+            positioned: !on_filter && plan.runs_once && exec_node::keeps_position(plan.node),
+        }
+    }
 }
 
 /// The kind pg_throttle paces a plan node as, if it supports the node.
@@ -233,13 +268,18 @@ fn kind_of(node: Node) -> Option<NodeKind> {
 
 /// The nodes `config` throttles and their buckets' rates (one bucket in
 /// query mode, one per node in per-node mode).
-fn choose(config: &ThrottleConfig, counting: Counting, nodes: &[Node]) -> (Vec<u64>, Vec<Target>) {
+fn choose(
+    config: &ThrottleConfig,
+    counting: Counting,
+    nodes: &[PlanNode],
+) -> (Vec<u64>, Vec<Target>) {
     let mut rates = Vec::new();
     let mut targets = Vec::new();
     if let Mode::Query(rate) = config.mode() {
         rates.push(rate);
     }
-    for &node in nodes {
+    for &plan in nodes {
+        let node = plan.node;
         let Some(kind) = kind_of(node) else { continue };
         if !config.throttles(kind) {
             continue;
@@ -254,12 +294,8 @@ fn choose(config: &ThrottleConfig, counting: Counting, nodes: &[Node]) -> (Vec<u
                 rates.len() - 1
             }
         };
-        targets.push(Target {
-            node,
-            kind,
-            bucket,
-            on_filter: counting == Counting::Examined && node.filter().is_some(),
-        });
+        let on_filter = counting == Counting::Examined && node.filter().is_some();
+        targets.push(Target::new(plan, kind, bucket, on_filter));
     }
     (rates, targets)
 }
@@ -281,7 +317,12 @@ fn untrack(key: usize) -> Option<QueryState> {
 /// Called after the standard `ExecutorStart` of every query, with the
 /// query's key, its plan nodes (walked only if needed), whether its plan
 /// may run in parallel, and the current subtransaction.
-pub fn start(query: usize, nodes: impl FnOnce() -> Vec<Node>, parallel_plan: bool, subxact: u32) {
+pub fn start(
+    query: usize,
+    nodes: impl FnOnce() -> Vec<PlanNode>,
+    parallel_plan: bool,
+    subxact: u32,
+) {
     if pgsupport::process::is_parallel_worker() {
         start_in_worker(query, nodes, subxact);
         return;
@@ -308,7 +349,7 @@ pub fn start(query: usize, nodes: impl FnOnce() -> Vec<Node>, parallel_plan: boo
     }
     let workers: u64 = nodes
         .iter()
-        .filter_map(|n| n.planned_workers())
+        .filter_map(|n| n.node.planned_workers())
         .map(u64::from)
         .sum();
     let processes = if parallel_plan { 1 + workers } else { 1 };
@@ -360,7 +401,7 @@ pub fn start(query: usize, nodes: impl FnOnce() -> Vec<Node>, parallel_plan: boo
         local_buckets(&rates, &holders_of, now)
     };
     let whys = whys(&config, counting, &rates, &targets);
-    let wrapped = register(query, subxact, buckets, &targets);
+    let (wrapped, positioned) = register(query, subxact, buckets, &targets);
     stats::query_started(true, wrapped > 0);
     track(QueryState {
         key: query,
@@ -369,6 +410,7 @@ pub fn start(query: usize, nodes: impl FnOnce() -> Vec<Node>, parallel_plan: boo
         restore,
         active: wrapped > 0,
         whys: whys.into_iter().filter(|_| wrapped > 0).collect(),
+        positioned,
     });
 }
 
@@ -426,13 +468,14 @@ fn hide_segment_from_workers(query: usize, subxact: u32) {
         restore: Some(previous),
         active: false,
         whys: Vec::new(),
+        positioned: Vec::new(),
     });
 }
 
 /// A parallel worker's query: its share of the leader's, on the leader's
 /// buckets; or, for a query nested in the worker's (a function's
 /// statement), or when the leader had no segment, on its own buckets.
-fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32) {
+fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<PlanNode>, subxact: u32) {
     let nested = WORKER_STARTED.swap(true, Ordering::Relaxed);
     let found = if nested {
         Found::Local
@@ -457,7 +500,7 @@ fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32
             };
             let buckets = local_buckets(&rates, &holders_of, monotonic_nanos());
             let whys = whys(&config, counting, &rates, &targets);
-            let wrapped = register(query, subxact, buckets, &targets);
+            let (wrapped, positioned) = register(query, subxact, buckets, &targets);
             stats::query_started(false, wrapped > 0);
             track(QueryState {
                 key: query,
@@ -466,6 +509,7 @@ fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32
                 restore: None,
                 active: wrapped > 0,
                 whys,
+                positioned,
             });
         }
         Found::Segment(seg) => {
@@ -476,7 +520,8 @@ fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32
             let published = parallel::hooks(&view);
             let mut targets = Vec::new();
             let mut whys = Vec::new();
-            for node in nodes() {
+            for plan in nodes() {
+                let node = plan.node;
                 let Some(hook) = published
                     .iter()
                     .find(|h| h.plan_node_id == node.plan_node_id() && h.tag == node.tag() as u32)
@@ -511,12 +556,7 @@ fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32
                         rate,
                     },
                 ));
-                targets.push(Target {
-                    node,
-                    kind: hook.kind,
-                    bucket: hook.bucket,
-                    on_filter,
-                });
+                targets.push(Target::new(plan, hook.kind, hook.bucket, on_filter));
             }
             if targets.is_empty() {
                 seg.detach();
@@ -527,7 +567,7 @@ fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32
                 .iter()
                 .map(|cell| QueryBucket::Shared(SharedBucket::new(&view, cell)))
                 .collect();
-            let wrapped = register(query, subxact, buckets, &targets);
+            let (wrapped, positioned) = register(query, subxact, buckets, &targets);
             stats::query_started(false, wrapped > 0);
             track(QueryState {
                 key: query,
@@ -536,14 +576,20 @@ fn start_in_worker(query: usize, nodes: impl FnOnce() -> Vec<Node>, subxact: u32
                 restore: None,
                 active: wrapped > 0,
                 whys,
+                positioned,
             });
         }
     }
 }
 
 /// Registers the query and its buckets and wraps every target; returns
-/// how many were wrapped.
-fn register(query: usize, subxact: u32, buckets: Vec<QueryBucket>, targets: &[Target]) -> usize {
+/// how many were wrapped, and the scans among them counted on the way in.
+fn register(
+    query: usize,
+    subxact: u32,
+    buckets: Vec<QueryBucket>,
+    targets: &[Target],
+) -> (usize, Vec<usize>) {
     REGISTRY.with(|r| {
         r.begin_query(query, subxact);
         for b in buckets {
@@ -551,16 +597,25 @@ fn register(query: usize, subxact: u32, buckets: Vec<QueryBucket>, targets: &[Ta
         }
     });
     let mut wrapped = 0;
+    let mut positioned = Vec::new();
     for t in targets {
         let done = if t.on_filter {
             t.node.filter().is_some_and(|filter| {
-                let Some(real) = exec_node::wrap_expr(filter, wrapper::FILTER) else {
+                let slot = hot_free(filter.key());
+                let Some(real) = exec_node::wrap_expr(filter, wrapper::filter(slot)) else {
                     return false;
                 };
+                if wrapper::is_filter_wrapper(real) {
+                    // Wrapped already: put that wrapper back.
+                    exec_node::wrap_expr(filter, real);
+                    return false;
+                }
                 let ok =
                     REGISTRY.with(|r| r.wrap(filter.key(), query, t.bucket, Real::Filter(real)));
                 if ok {
-                    hot_insert(filter.key(), real as usize);
+                    if let Some(i) = slot {
+                        hot_insert(i, filter.key(), real as usize);
+                    }
                 } else {
                     // Put the real function back: nothing may call our
                     // wrapper for an expression the registry does not know.
@@ -569,12 +624,22 @@ fn register(query: usize, subxact: u32, buckets: Vec<QueryBucket>, targets: &[Ta
                 ok
             })
         } else {
-            match exec_node::wrap(t.node, wrapper::NODE) {
+            let slot = hot_free(t.node.key());
+            if t.node.real().is_some_and(wrapper::is_node_wrapper) {
+                continue;
+            }
+            let in_way = t.positioned && slot.is_some();
+            match exec_node::wrap(t.node, wrapper::node(slot, in_way)) {
                 Some(real) => {
                     let ok =
                         REGISTRY.with(|r| r.wrap(t.node.key(), query, t.bucket, Real::Node(real)));
                     if ok {
-                        hot_insert(t.node.key(), real as usize);
+                        if let Some(i) = slot {
+                            hot_insert(i, t.node.key(), real as usize);
+                        }
+                        if in_way {
+                            positioned.push(t.node.key());
+                        }
                     } else {
                         exec_node::wrap(t.node, real);
                     }
@@ -585,7 +650,45 @@ fn register(query: usize, subxact: u32, buckets: Vec<QueryBucket>, targets: &[Ta
         };
         wrapped += usize::from(done);
     }
-    wrapped
+    (wrapped, positioned)
+}
+
+/// Called before the standard `ExecutorEnd` of every query (its plan is
+/// still there): counts the tuple each scan counted on the way in returned
+/// last, when nothing asked it for another (a LIMIT, a join that stopped
+/// early, a cursor closed mid-way). It passes without a sleep: the query
+/// is over, but its bucket (shared with parallel workers) and statistics
+/// count it.
+pub fn settle_positions(query: usize, nodes: impl FnOnce() -> Vec<Node>) {
+    if TRACKED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let keys = QUERIES.with(|q| {
+        q.iter()
+            .find(|s| s.key == query)
+            .map(|s| s.positioned.clone())
+            .unwrap_or_default()
+    });
+    if keys.is_empty() {
+        return;
+    }
+    for node in nodes() {
+        if keys.contains(&node.key()) && node.is_positioned() {
+            pass_one(node.key());
+        }
+    }
+}
+
+/// Lets one tuple of wrapped `key` pass without sleeping: on a credit, or
+/// on a token taken from its bucket.
+fn pass_one(key: usize) {
+    if let Some(i) = hot_find(key)
+        && Hot(&HOT[i]).spend()
+    {
+        return;
+    }
+    let now = monotonic_nanos();
+    REGISTRY.with(|r| r.take(key, now, 1));
 }
 
 /// The real function of a wrapped node or filter, and a lookup hint.

@@ -345,3 +345,156 @@ fn foreign_scan_is_throttled_and_the_fdw_keeps_working() {
     let text = explain_analyze(&mut alice, "SELECT * FROM ft");
     assert!(has_rows(&text, "500", "1"), "{text}");
 }
+
+/// `alice`'s tuples in `throttle_stats` so far.
+fn tuples_so_far(admin: &mut cluster_tests::Client) -> i64 {
+    admin
+        .query_opt(
+            "SELECT tuples FROM throttle_stats WHERE username = 'alice'",
+            &[],
+        )
+        .unwrap()
+        .map_or(0, |r| r.get(0))
+}
+
+/// A case whose count is read from EXPLAIN ANALYZE.
+const FROM_EXPLAIN: i64 = -1;
+
+/// The rows EXPLAIN ANALYZE text shows for its scans run once.
+fn scan_rows(text: &str) -> i64 {
+    text.lines()
+        .filter(|l| l.contains("Scan") && l.contains(" loops=1)"))
+        .map(|l| {
+            let rows = l.split("actual rows=").nth(1).unwrap();
+            let rows = rows.split(' ').next().unwrap();
+            rows.parse::<f64>().unwrap() as i64
+        })
+        .sum()
+}
+
+/// The tuples returned by a statement's throttled nodes are counted exactly,
+/// whatever stops the scan: the end of the table, a LIMIT, a join that
+/// stops early, a cursor closed mid-way, rescans of a join's inner side
+/// (every row of a semi join's lookups), and in parallel workers. Scans that
+/// run once are counted on the way in (the tuple a scan returned last when
+/// nothing asked for another is counted at the statement's end); the inner
+/// side of a nested loop is counted on the way out. Each count is checked
+/// in query mode and per-node mode, at a rate never reached.
+#[test]
+fn tuples_are_counted_exactly_in_every_plan_shape() {
+    let cluster = setup(Preload::Shared);
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE TABLE few(id int PRIMARY KEY);
+             INSERT INTO few SELECT generate_series(1, 50);
+             GRANT SELECT ON few TO alice;",
+        )
+        .unwrap();
+    admin.batch_execute("VACUUM ANALYZE few").unwrap();
+    let cases: &[(&str, &str, &str, i64)] = &[
+        ("to the end", "", "SELECT count(*) FROM tbl", 200),
+        ("a LIMIT", "", "SELECT * FROM tbl LIMIT 7", 7),
+        (
+            "an index scan under a LIMIT",
+            "SET enable_bitmapscan = off; SET enable_indexonlyscan = off",
+            "SELECT pad FROM big ORDER BY id LIMIT 5",
+            5,
+        ),
+        (
+            "an index only scan",
+            "SET enable_bitmapscan = off",
+            "SELECT count(id) FROM big WHERE id <= 123",
+            123,
+        ),
+        (
+            "a bitmap heap scan",
+            "SET enable_indexscan = off; SET enable_seqscan = off",
+            "SELECT count(pad) FROM big WHERE id <= 300",
+            300,
+        ),
+        (
+            "nested loop lookups (200 rescans)",
+            "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off",
+            "SELECT count(*) FROM tbl JOIN big ON big.id = tbl.value",
+            400,
+        ),
+        (
+            "a semi join that stops each lookup at its first row",
+            "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off",
+            "SELECT count(*) FROM tbl WHERE EXISTS (SELECT 1 FROM big WHERE big.id >= tbl.value)",
+            400,
+        ),
+        (
+            "a merge join that stops when one side ends",
+            "SET enable_hashjoin = off; SET enable_nestloop = off",
+            // What each side returned before the join stopped: as EXPLAIN
+            // ANALYZE shows it.
+            "SELECT count(*) FROM few JOIN big USING (id)",
+            FROM_EXPLAIN,
+        ),
+    ];
+    for mode in [
+        "SELECT throttle_user_query('alice', 100000000)",
+        "SELECT throttle_user_per_node_all('alice', 100000000)",
+    ] {
+        admin.batch_execute(mode).unwrap();
+        admin
+            .batch_execute("SELECT throttle_stats_reset()")
+            .unwrap();
+        for (what, settings, sql, expected) in cases {
+            let mut alice = cluster.connect_as("alice", "postgres");
+            alice
+                .batch_execute(&format!(
+                    "SET max_parallel_workers_per_gather = 0; {settings}"
+                ))
+                .unwrap();
+            let shape = plan(&mut alice, sql);
+            let node = match *what {
+                "an index scan under a LIMIT" => "Index Scan",
+                "an index only scan" => "Index Only Scan",
+                "a bitmap heap scan" => "Bitmap Heap Scan",
+                "a merge join that stops when one side ends" => "Merge Join",
+                w if w.starts_with("nested loop") => "Nested Loop",
+                w if w.starts_with("a semi join") => "Nested Loop Semi Join",
+                _ => "Seq Scan",
+            };
+            assert!(shape.contains(node), "{what}: expected a {node}:\n{shape}");
+            let before = tuples_so_far(&mut admin);
+            let expected = if *expected == FROM_EXPLAIN {
+                // EXPLAIN ANALYZE runs (and is throttled like) the statement.
+                let shown = explain_analyze(&mut alice, sql);
+                let rows = scan_rows(&shown);
+                assert!(rows > 50, "{what}: {shown}");
+                rows
+            } else {
+                alice.batch_execute(sql).unwrap();
+                *expected
+            };
+            let counted = tuples_so_far(&mut admin) - before;
+            assert_eq!(counted, expected, "{mode}: {what}: {sql}\n{shape}");
+        }
+
+        // A cursor closed after 30 of 20,000 rows.
+        let mut alice = cluster.connect_as("alice", "postgres");
+        let before = tuples_so_far(&mut admin);
+        alice
+            .batch_execute(
+                "BEGIN; DECLARE c CURSOR FOR SELECT * FROM big;
+                 FETCH 10 FROM c; FETCH 20 FROM c; CLOSE c; COMMIT",
+            )
+            .unwrap();
+        assert_eq!(tuples_so_far(&mut admin) - before, 30, "{mode}: a cursor");
+
+        // A parallel scan: leader and two workers together.
+        let before = tuples_so_far(&mut admin);
+        pg_throttle_support::force_parallel(&mut alice, 2);
+        let shown = explain_analyze(&mut alice, "SELECT count(*) FROM big");
+        assert!(shown.contains("Workers Launched: 2"), "{shown}");
+        assert_eq!(
+            tuples_so_far(&mut admin) - before,
+            20000,
+            "{mode}: parallel\n{shown}"
+        );
+    }
+}

@@ -67,7 +67,7 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     throttle::start(
         query as usize,
         // SAFETY: the executor of `query` has been started and not ended.
-        || unsafe { exec_node::plan_states(query) },
+        || unsafe { exec_node::plan_nodes(query) },
         parallel,
         subxact,
     );
@@ -75,6 +75,11 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
+    throttle::settle_positions(
+        query as usize,
+        // SAFETY: the executor of `query` has not been ended yet.
+        || unsafe { exec_node::plan_states(query) },
+    );
     // SAFETY: as in executor_start.
     unsafe {
         match PREV_EXECUTOR_END.get().flatten() {

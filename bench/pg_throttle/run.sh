@@ -5,7 +5,7 @@
 #   bench/pg_throttle/run.sh              # PostgreSQL 15, release build
 #   PG=18 bench/pg_throttle/run.sh        # another version
 #   SKIP_INSTALL=1 ...                    # use the pg_throttle already installed
-#   PAIRS=10 SECONDS_PER_RUN=5 ...        # pgbench pairs and their length
+#   PAIRS=12 SECONDS_PER_RUN=8 ...        # pgbench pairs and their length
 #
 # Rows of the table:
 # - parallel: count(*) of 20,000 rows with 2 and 4 workers at 1,000 tuples/s,
@@ -20,9 +20,11 @@
 # - examined: count(*) of 20,000 rows with a filter matching 10, at 1,000
 #   tuples/s with pg_throttle.count = examined: 20 s +- 5 %; with
 #   `returned` (the default) it is not slowed;
-# - overhead: pgbench -S (2 clients) with pg_throttle loaded and the user
-#   not throttled, against the same server without the library, in pairs
-#   run back to back in alternating order: >= 99 % (median of pair ratios);
+# - overhead: pgbench -S (1 client each) on two identical servers at the
+#   same time, one with pg_throttle loaded and the user not throttled, one
+#   without; the servers swap roles every SWAP_EVERY (3) pairs: >= 99 %
+#   (median of PAIRS (12) pair ratios of SECONDS_PER_RUN (8) s, with its
+#   distribution-free 95 % interval);
 # - unreached rate: a query throttled at a rate it never reaches
 #   (2,147,483,647 tuples/s, query mode) against the same query unthrottled,
 #   alternating in one session (SET SESSION AUTHORIZATION, pairs in ABBA
@@ -33,10 +35,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 cd "$REPO_ROOT"
 
 PG="${PG:-15}"
-PAIRS="${PAIRS:-10}"
-SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+PAIRS="${PAIRS:-12}"
+SWAP_EVERY="${SWAP_EVERY:-3}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-8}"
 DIR="$TARGET_DIR/bench-pg_throttle"
 PORT="$(free_port)"
+PORT_B="$(free_port)"
+while [[ $PORT_B == "$PORT" ]]; do PORT_B="$(free_port)"; done
 BIN="$(pg_bindir_for "$PG")"
 RESULTS="$DIR/results.tsv"
 
@@ -136,47 +141,50 @@ row "examined: count(*) with a filter matching 10 of 20,000, 1,000 tuples/s" "20
 row "returned (default): the same query" "not slowed (10 tuples)" "unthrottled ${free} s" "${returned} s" \
     "$(awk -v r="$returned" -v f="$free" 'BEGIN { print (r < f + 1) ? "met" : "NOT met" }')"
 
-log "overhead: pgbench -S, $PAIRS pairs of ${SECONDS_PER_RUN} s"
-"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>"$DIR/pgbench-init.log" ||
-    { cat "$DIR/pgbench-init.log" >&2; exit 1; }
-psql_ -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_free" >/dev/null
-tps() {
-    "$BIN/pgbench" -n -S -c 2 -j 2 -T "$SECONDS_PER_RUN" -h 127.0.0.1 -p "$PORT" -U bench_free postgres 2>&1 |
+log "overhead: pgbench -S on two identical servers at once, $PAIRS pairs of ${SECONDS_PER_RUN} s"
+# A second server like the first; each pair runs pgbench on both at the
+# same time, one with pg_throttle loaded and one without, so the machine's
+# changing speed hits both sides of a pair. The servers swap roles every
+# SWAP_EVERY pairs (session_preload_libraries, taken by new connections).
+cluster_init "$DIR/b" "$PG" "session_preload_libraries = 'pg_throttle'"
+cluster_start "$DIR/b" "$PG" "$PORT_B"
+trap 'cluster_stop "$DIR" "$PG"; cluster_stop "$DIR/b" "$PG"' EXIT
+for port in "$PORT" "$PORT_B"; do
+    "$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$port" -U postgres postgres >/dev/null 2>"$DIR/pgbench-init.log" ||
+        { cat "$DIR/pgbench-init.log" >&2; exit 1; }
+    PORT=$port psql_ -c "CREATE ROLE bench_free LOGIN" >/dev/null 2>&1 || true
+    PORT=$port psql_ -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_free" >/dev/null
+done
+set_preload() { # port value
+    if [[ -n "$2" ]]; then
+        PORT=$1 psql_ -c "ALTER SYSTEM SET session_preload_libraries = '$2'" >/dev/null
+    else
+        PORT=$1 psql_ -c "ALTER SYSTEM RESET session_preload_libraries" >/dev/null
+    fi
+    PORT=$1 psql_ -c "SELECT pg_reload_conf()" >/dev/null
+}
+tps() { # port
+    "$BIN/pgbench" -n -S -c 1 -j 1 -T "$SECONDS_PER_RUN" -h 127.0.0.1 -p "$1" -U bench_free postgres 2>&1 |
         awk '/^tps/ { print $3; found = 1; exit } END { if (!found) exit 1 }'
 }
-set_preload() {
-    if [[ -n "$1" ]]; then
-        psql_ -c "ALTER SYSTEM SET session_preload_libraries = '$1'" >/dev/null
-    else
-        psql_ -c "ALTER SYSTEM RESET session_preload_libraries" >/dev/null
+: >"$DIR/overhead.tsv"
+with_port=""
+for ((i = 0; i < PAIRS; i++)); do
+    if ((i % SWAP_EVERY == 0)); then
+        if [[ $with_port == "$PORT" ]]; then with_port=$PORT_B; without_port=$PORT; else with_port=$PORT; without_port=$PORT_B; fi
+        set_preload "$with_port" pg_throttle
+        set_preload "$without_port" ""
+        sleep 0.5
     fi
-    psql_ -c "SELECT pg_reload_conf()" >/dev/null
-    sleep 0.5
-}
-without=() with=()
-for ((i = 1; i <= PAIRS; i++)); do
-    if ((i % 2)); then
-        set_preload ""; without+=("$(tps)")
-        set_preload "pg_throttle"; with+=("$(tps)")
-    else
-        set_preload "pg_throttle"; with+=("$(tps)")
-        set_preload ""; without+=("$(tps)")
-    fi
+    tps "$with_port" >"$DIR/with.txt" &
+    tps "$without_port" >"$DIR/without.txt" &
+    wait
+    printf '%s\t%s\n' "$(cat "$DIR/without.txt")" "$(cat "$DIR/with.txt")" >>"$DIR/overhead.tsv"
 done
-set_preload "pg_throttle"
-python3 - "${without[*]}" "${with[*]}" "$RESULTS" <<'PY'
-import statistics, sys
-a = [float(x) for x in sys.argv[1].split()]
-b = [float(x) for x in sys.argv[2].split()]
-r = sorted(y / x for x, y in zip(a, b))
-med = statistics.median(r)
-q1, q3 = r[len(r) // 4], r[(3 * len(r)) // 4]
-with open(sys.argv[3], "a") as out:
-    out.write(f"overhead: pgbench -S, library loaded, user not throttled ({len(r)} pairs)\t>= 99 % of TPS\t"
-              f"without: median {statistics.median(a):.0f} tps\t"
-              f"with: median {statistics.median(b):.0f} tps; pair ratios median {100 * med:.1f} % "
-              f"(quartiles {100 * q1:.1f}-{100 * q3:.1f} %)\t{'met' if med >= 0.99 else 'NOT met'}\n")
-PY
+cluster_stop "$DIR/b" "$PG"
+bench/pg_throttle/ratios.py "$DIR/overhead.tsv" \
+    "overhead: pgbench -S (1 client per server), library loaded, user not throttled, two servers at once" \
+    ">= 99 % of TPS" "without" "with" "tps" ">=" 0.99 >>"$RESULTS"
 
 log "unreached rate: throttled at 2,147,483,647 tuples/s versus unthrottled, alternating in one session"
 psql_ -c "SELECT throttle_user_query('bench_throttled', 2147483647)" >/dev/null
@@ -195,37 +203,17 @@ unreached() {
             done
         done
     } >"$script"
-    psql_ -f "$script" -o /dev/null | awk '/^Time:/ { print $2 }' >"$DIR/unreached.txt"
-    python3 - "$DIR/unreached.txt" "$name" "$RESULTS" <<'PY'
-import math, statistics, sys
-t = [float(x) for x in open(sys.argv[1]).read().split()]
-# Lines alternate SET, query; pair i ran the unthrottled query first when
-# i is even.
-q = t[1::2]
-free, thr = [], []
-for i in range(len(q) // 2):
-    a, b = q[2 * i], q[2 * i + 1]
-    if i % 2:
-        a, b = b, a
-    free.append(a)
-    thr.append(b)
-r = sorted(y / x for x, y in zip(free, thr))
-n = len(r)
-med = statistics.median(r)
-# Distribution-free 95 % interval of the median: order statistics k and
-# n + 1 - k, with k the largest rank where P(Binomial(n, 1/2) < k) <= 2.5 %.
-k, cdf = 0, 0.0
-while cdf + math.comb(n, k) / 2 ** n <= 0.025:
-    cdf += math.comb(n, k) / 2 ** n
-    k += 1
-lo, hi = r[max(k - 1, 0)], r[min(n - k, n - 1)]
-with open(sys.argv[3], "a") as out:
-    out.write(f"unreached rate: {sys.argv[2]} ({n} pairs, ABBA)\t<= 2 % slower\t"
-              f"unthrottled: median {statistics.median(free):.1f} ms\t"
-              f"throttled: median {statistics.median(thr):.1f} ms; pair ratios median {100 * med:.1f} % "
-              f"(95 % interval {100 * lo:.1f}-{100 * hi:.1f} %)"
-              f"\t{'met' if med <= 1.02 else 'NOT met'}\n")
-PY
+    # Time lines alternate SET, query; pair i ran the unthrottled query
+    # first when i is even.
+    psql_ -f "$script" -o /dev/null | awk '/^Time:/ { print $2 }' |
+        awk 'NR % 2 == 0 { q[n++] = $1 } END {
+            for (i = 0; 2 * i + 1 < n; i++) {
+                a = q[2 * i]; b = q[2 * i + 1]
+                if (i % 2) { t = a; a = b; b = t }
+                printf "%s\t%s\n", a, b
+            } }' >"$DIR/unreached.tsv"
+    bench/pg_throttle/ratios.py "$DIR/unreached.tsv" "unreached rate: $name, ABBA" \
+        "<= 2 % slower" "unthrottled" "throttled" "ms" "<=" 1.02 >>"$RESULTS"
 }
 unreached "count(*) of 2,000,000 rows, serial" "SELECT count(*) FROM m;"
 unreached "200,000 rows sent to the client" "SELECT id FROM m WHERE id <= 200000;"

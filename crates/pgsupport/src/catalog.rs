@@ -70,18 +70,9 @@ pub fn database_oid() -> pg_sys::Oid {
 
 /// The name of the current database.
 pub fn database_name() -> Option<String> {
-    // SAFETY: returns NULL for an unknown database; palloc'd in the current
-    // context, copied out at once.
-    let ptr = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: non-null and NUL-terminated.
-    Some(
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    // SAFETY: NULL for an unknown database, else a palloc'd NUL-terminated
+    // string in the current context, copied out at once.
+    unsafe { crate::text::to_owned(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }
 }
 
 /// One row of a table being read by [`read_table`], deformed into datums.
@@ -232,16 +223,7 @@ fn scan_table<B>(
 pub fn schema_name(oid: pg_sys::Oid) -> Option<String> {
     // SAFETY: a syscache lookup inside a transaction; NULL for an unknown
     // schema, else a palloc'd NUL-terminated string, copied out at once.
-    let ptr = unsafe { pg_sys::get_namespace_name(oid) };
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: non-null and NUL-terminated.
-    Some(
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    unsafe { crate::text::to_owned(pg_sys::get_namespace_name(oid)) }
 }
 
 /// `name` quoted as a SQL identifier (always double-quoted, inner quotes

@@ -37,29 +37,16 @@ pub fn reload_configuration() {
 
 /// A string setting's current value (None when unset or empty).
 pub fn current_str(setting: &GucSetting<Option<std::ffi::CString>>) -> Option<String> {
-    let ptr = current_str_ptr(setting);
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null string setting is a NUL-terminated string owned by
+    // SAFETY: a string setting is NULL or a NUL-terminated string owned by
     // the GUC machinery, valid until the setting changes; copied at once.
-    let s = unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned();
-    (!s.is_empty()).then_some(s)
+    unsafe { crate::text::setting_value(current_str_ptr(setting)) }
 }
 
 /// Whether a string setting equals `value` (None: unset or empty), without
 /// allocating.
 pub fn str_equals(setting: &GucSetting<Option<std::ffi::CString>>, value: Option<&str>) -> bool {
-    let ptr = current_str_ptr(setting);
-    let current = if ptr.is_null() {
-        &[][..]
-    } else {
-        // SAFETY: as in `current_str`, read at once.
-        unsafe { CStr::from_ptr(ptr) }.to_bytes()
-    };
-    current == value.unwrap_or("").as_bytes()
+    // SAFETY: as in `current_str`, read at once.
+    unsafe { crate::text::setting_is(current_str_ptr(setting), value) }
 }
 
 fn current_str_ptr(setting: &GucSetting<Option<std::ffi::CString>>) -> *mut std::ffi::c_char {

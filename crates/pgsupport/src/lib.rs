@@ -31,6 +31,7 @@
 //!   function returns.
 //! - [`spi`]: read-only queries that assign no transaction id (they work on
 //!   a hot standby).
+//! - [`text`]: copying C strings (catalog names, string settings) into Rust.
 //!
 //! Every `unsafe` block carries a `// SAFETY:` line; the extensions allow
 //! `unsafe` only in their own `src/pg/` folder.
@@ -48,5 +49,6 @@ pub mod prometheus;
 pub mod roles;
 pub mod spi;
 pub mod subxact;
+pub mod text;
 pub mod time;
 pub mod wait;

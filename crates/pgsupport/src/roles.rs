@@ -20,16 +20,7 @@ pub fn role_oid_by_str(name: &str) -> Option<pg_sys::Oid> {
 pub fn role_name(oid: pg_sys::Oid) -> Option<String> {
     // SAFETY: noerr = true: NULL for an unknown role; the result is a
     // palloc'd NUL-terminated string, copied out at once.
-    let ptr = unsafe { pg_sys::GetUserNameFromId(oid, true) };
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: non-null and NUL-terminated, as above.
-    Some(
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    unsafe { crate::text::to_owned(pg_sys::GetUserNameFromId(oid, true)) }
 }
 
 /// The current user (the one privileges are checked against).

@@ -4,7 +4,6 @@
 //! raise an error); the others through pgrx.
 use super::unguarded;
 use pgrx::pg_sys;
-use std::ffi::CStr;
 
 /// WAL bytes this backend has generated so far (parallel workers' usage is
 /// added to it when they finish).
@@ -67,15 +66,9 @@ pub fn in_transaction() -> bool {
 }
 
 pub fn application_name() -> Option<String> {
-    let ptr = application_name_ptr();
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: the GUC's current value, NUL-terminated; copied at once.
-    let s = unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned();
-    (!s.is_empty()).then_some(s)
+    // SAFETY: the GUC's current value, NULL or NUL-terminated; copied at
+    // once.
+    unsafe { pgsupport::text::setting_value(application_name_ptr()) }
 }
 
 fn application_name_ptr() -> *const std::ffi::c_char {
@@ -86,14 +79,8 @@ fn application_name_ptr() -> *const std::ffi::c_char {
 /// Whether application_name still equals `value` (as [`application_name`]
 /// would return it), without allocating.
 pub fn application_name_is(value: Option<&str>) -> bool {
-    let ptr = application_name_ptr();
-    let current = if ptr.is_null() {
-        &[][..]
-    } else {
-        // SAFETY: non-null and NUL-terminated; read at once.
-        unsafe { CStr::from_ptr(ptr) }.to_bytes()
-    };
-    current == value.unwrap_or("").as_bytes()
+    // SAFETY: as in `application_name`; read at once.
+    unsafe { pgsupport::text::setting_is(application_name_ptr(), value) }
 }
 
 /// `lock_timeout` in milliseconds (0: none).

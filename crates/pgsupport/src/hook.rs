@@ -43,3 +43,114 @@ impl<H: Copy> Default for Previous<H> {
         Previous::new()
     }
 }
+
+/// The type of `ProcessUtility_hook`.
+pub type UtilityHook = pgrx::pg_sys::ProcessUtility_hook_type;
+
+/// The arguments of one `ProcessUtility` call, to pass on to the hook
+/// installed before ours (or the standard implementation).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct UtilityCall {
+    pub pstmt: *mut pgrx::pg_sys::PlannedStmt,
+    pub query_string: *const std::ffi::c_char,
+    pub read_only_tree: bool,
+    pub context: pgrx::pg_sys::ProcessUtilityContext::Type,
+    pub params: pgrx::pg_sys::ParamListInfo,
+    pub query_env: *mut pgrx::pg_sys::QueryEnvironment,
+    pub dest: *mut pgrx::pg_sys::DestReceiver,
+    pub qc: *mut pgrx::pg_sys::QueryCompletion,
+}
+
+impl UtilityCall {
+    /// Runs the statement: `previous`'s hook, or the standard
+    /// implementation, through pgrx's FFI guard (an ERROR raised by the
+    /// statement unwinds as a Rust panic through the caller).
+    ///
+    /// # Safety
+    /// The arguments are the ones PostgreSQL handed to our hook (or an
+    /// equivalent statement in place of `pstmt`), and `previous` is the
+    /// value our `ProcessUtility_hook` replaced.
+    pub unsafe fn chain(self, previous: &Previous<UtilityHook>) {
+        let c = self;
+        // SAFETY: see the function's contract.
+        unsafe {
+            match previous.get().flatten() {
+                Some(prev) => pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    prev(
+                        c.pstmt,
+                        c.query_string,
+                        c.read_only_tree,
+                        c.context,
+                        c.params,
+                        c.query_env,
+                        c.dest,
+                        c.qc,
+                    )
+                }),
+                None => pgrx::pg_sys::standard_ProcessUtility(
+                    c.pstmt,
+                    c.query_string,
+                    c.read_only_tree,
+                    c.context,
+                    c.params,
+                    c.query_env,
+                    c.dest,
+                    c.qc,
+                ),
+            }
+        }
+    }
+
+    /// As [`chain`](Self::chain), without pgrx's guard: an ERROR raised by
+    /// the statement longjmps over the caller's frame, as over a C hook's.
+    /// For the hot path of a hook that leaves most statements alone.
+    ///
+    /// # Safety
+    /// As [`chain`](Self::chain), and every frame between PostgreSQL's
+    /// call of our hook and this call holds nothing that needs dropping
+    /// and no `catch_unwind` (no pgrx guard).
+    pub unsafe fn chain_unguarded(self, previous: &Previous<UtilityHook>) {
+        let c = self;
+        // SAFETY: see the function's contract.
+        unsafe {
+            let next = previous
+                .get()
+                .flatten()
+                .unwrap_or(unguarded::standard_ProcessUtility);
+            next(
+                c.pstmt,
+                c.query_string,
+                c.read_only_tree,
+                c.context,
+                c.params,
+                c.query_env,
+                c.dest,
+                c.qc,
+            )
+        }
+    }
+}
+
+/// PostgreSQL's standard utility implementation, declared without pgrx's
+/// per-call guard (see [`UtilityCall::chain_unguarded`]).
+mod unguarded {
+    use pgrx::pg_sys::{
+        DestReceiver, ParamListInfo, PlannedStmt, ProcessUtilityContext, QueryCompletion,
+        QueryEnvironment,
+    };
+    use std::ffi::c_char;
+
+    unsafe extern "C-unwind" {
+        pub fn standard_ProcessUtility(
+            pstmt: *mut PlannedStmt,
+            query_string: *const c_char,
+            read_only_tree: bool,
+            context: ProcessUtilityContext::Type,
+            params: ParamListInfo,
+            query_env: *mut QueryEnvironment,
+            dest: *mut DestReceiver,
+            qc: *mut QueryCompletion,
+        );
+    }
+}

@@ -8,10 +8,11 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use pgsupport::hook::{Previous, UtilityCall, UtilityHook};
+
 use crate::throttle;
 
-static PREV: pgsupport::hook::Previous<pg_sys::ProcessUtility_hook_type> =
-    pgsupport::hook::Previous::new();
+static PREV: Previous<UtilityHook> = Previous::new();
 
 /// Installs the ProcessUtility hook; `_PG_init` only.
 pub fn install() {
@@ -36,46 +37,28 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let mut pstmt = pstmt;
-    let mut read_only_tree = read_only_tree;
+    let mut call = UtilityCall {
+        pstmt,
+        query_string,
+        read_only_tree,
+        context,
+        params,
+        query_env,
+        dest,
+        qc,
+    };
     // SAFETY: a utility statement's PlannedStmt, valid for this call.
     if unsafe { copy_to_table(pstmt) }.is_some() && throttle::paces_copy_to() {
         // SAFETY: as above; inside a transaction (utility statements run in
         // one), where the relation may be looked up and opened.
         if let Some(rewritten) = unsafe { as_query_form(pstmt, read_only_tree) } {
-            pstmt = rewritten;
-            read_only_tree = false;
+            call.pstmt = rewritten;
+            call.read_only_tree = false;
         }
     }
-    // SAFETY: the previous hook (or the standard function) with our
-    // arguments (the statement possibly replaced by an equivalent one),
-    // through pgrx's FFI guard.
-    unsafe {
-        match PREV.get().flatten() {
-            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                prev(
-                    pstmt,
-                    query_string,
-                    read_only_tree,
-                    context,
-                    params,
-                    query_env,
-                    dest,
-                    qc,
-                )
-            }),
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-        }
-    }
+    // SAFETY: our hook's arguments (the statement possibly replaced by an
+    // equivalent one) and the hook we replaced.
+    unsafe { call.chain(&PREV) };
 }
 
 /// The CopyStmt of `pstmt` if it is `COPY <relation> TO ...`.

@@ -7,11 +7,11 @@ use governance::budget::predict::StatementClass;
 use governance::budget::text_hash::query_text_hash;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgsupport::hook::Previous;
+use pgsupport::hook::{Previous, UtilityCall, UtilityHook};
 
 static PREV_EXECUTOR_START: Previous<pg_sys::ExecutorStart_hook_type> = Previous::new();
 static PREV_EXECUTOR_END: Previous<pg_sys::ExecutorEnd_hook_type> = Previous::new();
-static PREV_PROCESS_UTILITY: Previous<pg_sys::ProcessUtility_hook_type> = Previous::new();
+static PREV_PROCESS_UTILITY: Previous<UtilityHook> = Previous::new();
 
 /// Installs the hooks. `_PG_init` only, while preloading.
 pub fn init() {
@@ -331,49 +331,6 @@ fn database_to_drop(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
-/// The arguments of one ProcessUtility call, passed on unchanged.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct UtilityCall {
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-}
-
-impl UtilityCall {
-    /// Runs the statement: the previous hook or the standard implementation.
-    ///
-    /// # Safety
-    /// The arguments are the ones PostgreSQL handed to our hook; the caller's
-    /// frame holds nothing that needs dropping if the statement raises an
-    /// ERROR (as in executor_start).
-    unsafe fn chain(self) {
-        let c = self;
-        // SAFETY: see above.
-        unsafe {
-            let next = PREV_PROCESS_UTILITY
-                .get()
-                .flatten()
-                .unwrap_or(unguarded::standard_ProcessUtility);
-            next(
-                c.pstmt,
-                c.query_string,
-                c.read_only_tree,
-                c.context,
-                c.params,
-                c.query_env,
-                c.dest,
-                c.qc,
-            )
-        }
-    }
-}
-
 /// Like the executor entry points, runs unguarded for the utility statements
 /// it leaves alone (transaction control is one of them, so every explicit
 /// transaction passes here twice).
@@ -404,8 +361,9 @@ unsafe extern "C-unwind" fn process_utility(
         None
     };
     if class.is_none() && !changes_policy_visibility(pstmt) && !is_drop_database(pstmt) {
-        // SAFETY: our hook's arguments; this frame holds nothing to drop.
-        unsafe { call.chain() };
+        // SAFETY: our hook's arguments and the hook we replaced; this frame
+        // holds nothing to drop.
+        unsafe { call.chain_unguarded(&PREV_PROCESS_UTILITY) };
         return;
     }
     // SAFETY: a guarded Rust function; the class travels as its code (0 for
@@ -430,9 +388,9 @@ unsafe extern "C-unwind" fn govern_utility(call: UtilityCall, class_code: u8) {
             marker: call.pstmt as usize,
         });
     }
-    // SAFETY: our hook's arguments; an ERROR below longjmps over this frame,
-    // which holds nothing that needs dropping.
-    unsafe { call.chain() };
+    // SAFETY: our hook's arguments and the hook we replaced. Guarded: an
+    // ERROR below unwinds through this guarded frame back to PostgreSQL.
+    unsafe { call.chain(&PREV_PROCESS_UTILITY) };
     if class.is_some() {
         pacing::stop_if(call.pstmt as usize);
         settlement::end_statement(call.pstmt as usize);

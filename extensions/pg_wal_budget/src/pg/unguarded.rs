@@ -11,14 +11,12 @@
 //!   functions) run where PostgreSQL holds none, while we hold at most our
 //!   own one; `LWLockRelease` fails only for a lock not held, and `Locked`
 //!   releases only the lock it took;
-//! - the executor or utility code our hooks chain to, called from frames
+//! - the executor code our hooks chain to (the utility code is chained to
+//!   through `pgsupport::hook::UtilityCall::chain_unguarded`), called from frames
 //!   that hold nothing needing a drop, so an ERROR raised inside longjmps
 //!   over them exactly as it would over a C extension's hook.
-use pgrx::pg_sys::{
-    DestReceiver, LWLock, LWLockMode, Oid, ParamListInfo, PlannedStmt, ProcessUtilityContext,
-    QueryCompletion, QueryDesc, QueryEnvironment, SubTransactionId, TimestampTz,
-};
-use std::ffi::{c_char, c_int};
+use pgrx::pg_sys::{LWLock, LWLockMode, Oid, QueryDesc, SubTransactionId, TimestampTz};
+use std::ffi::c_int;
 
 unsafe extern "C-unwind" {
     pub fn GetCurrentTimestamp() -> TimestampTz;
@@ -30,14 +28,4 @@ unsafe extern "C-unwind" {
 
     pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
     pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
-    pub fn standard_ProcessUtility(
-        pstmt: *mut PlannedStmt,
-        query_string: *const c_char,
-        read_only_tree: bool,
-        context: ProcessUtilityContext::Type,
-        params: ParamListInfo,
-        query_env: *mut QueryEnvironment,
-        dest: *mut DestReceiver,
-        qc: *mut QueryCompletion,
-    );
 }

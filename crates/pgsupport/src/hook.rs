@@ -62,6 +62,18 @@ pub struct UtilityCall {
     pub qc: *mut pgrx::pg_sys::QueryCompletion,
 }
 
+/// A `ProcessUtility` function (the hook's or the standard one).
+type UtilityFn = unsafe extern "C-unwind" fn(
+    *mut pgrx::pg_sys::PlannedStmt,
+    *const std::ffi::c_char,
+    bool,
+    pgrx::pg_sys::ProcessUtilityContext::Type,
+    pgrx::pg_sys::ParamListInfo,
+    *mut pgrx::pg_sys::QueryEnvironment,
+    *mut pgrx::pg_sys::DestReceiver,
+    *mut pgrx::pg_sys::QueryCompletion,
+);
+
 impl UtilityCall {
     /// Runs the statement: `previous`'s hook, or the standard
     /// implementation, through pgrx's FFI guard (an ERROR raised by the
@@ -72,34 +84,8 @@ impl UtilityCall {
     /// equivalent statement in place of `pstmt`), and `previous` is the
     /// value our `ProcessUtility_hook` replaced.
     pub unsafe fn chain(self, previous: &Previous<UtilityHook>) {
-        let c = self;
         // SAFETY: see the function's contract.
-        unsafe {
-            match previous.get().flatten() {
-                Some(prev) => pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                    prev(
-                        c.pstmt,
-                        c.query_string,
-                        c.read_only_tree,
-                        c.context,
-                        c.params,
-                        c.query_env,
-                        c.dest,
-                        c.qc,
-                    )
-                }),
-                None => pgrx::pg_sys::standard_ProcessUtility(
-                    c.pstmt,
-                    c.query_string,
-                    c.read_only_tree,
-                    c.context,
-                    c.params,
-                    c.query_env,
-                    c.dest,
-                    c.qc,
-                ),
-            }
-        }
+        unsafe { pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| self.call(next(previous))) }
     }
 
     /// As [`chain`](Self::chain), without pgrx's guard: an ERROR raised by
@@ -111,14 +97,17 @@ impl UtilityCall {
     /// call of our hook and this call holds nothing that needs dropping
     /// and no `catch_unwind` (no pgrx guard).
     pub unsafe fn chain_unguarded(self, previous: &Previous<UtilityHook>) {
-        let c = self;
         // SAFETY: see the function's contract.
+        unsafe { self.call(next(previous)) }
+    }
+
+    /// # Safety
+    /// As [`chain_unguarded`](Self::chain_unguarded).
+    unsafe fn call(self, f: UtilityFn) {
+        let c = self;
+        // SAFETY: the caller's contract.
         unsafe {
-            let next = previous
-                .get()
-                .flatten()
-                .unwrap_or(unguarded::standard_ProcessUtility);
-            next(
+            f(
                 c.pstmt,
                 c.query_string,
                 c.read_only_tree,
@@ -130,6 +119,14 @@ impl UtilityCall {
             )
         }
     }
+}
+
+/// The hook installed before ours, or the standard implementation.
+fn next(previous: &Previous<UtilityHook>) -> UtilityFn {
+    previous
+        .get()
+        .flatten()
+        .unwrap_or(unguarded::standard_ProcessUtility)
 }
 
 /// PostgreSQL's standard utility implementation, declared without pgrx's

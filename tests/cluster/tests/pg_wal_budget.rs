@@ -364,8 +364,33 @@ fn aborted_statements_are_charged_only_for_the_wal_they_wrote() {
         &mut admin,
         "SELECT pwb.create_policy('role', 'writer', 1, 4000000, 'reject')",
     );
+    admin
+        .batch_execute(
+            "CREATE TABLE owned (id int); ALTER TABLE owned OWNER TO writer;
+             GRANT CREATE ON SCHEMA public TO writer;
+             INSERT INTO owned SELECT generate_series(1, 1000);",
+        )
+        .unwrap();
     let mut writer = cluster.connect_as("writer", "postgres");
     let (before, _) = available(&mut admin, id);
+    // Governed utility statements (predicted at the 1 MB utility default)
+    // that fail inside PostgreSQL's utility code, at the top level and in a
+    // savepoint: the error reaches the client with its own SQLSTATE and the
+    // statement's reservation is refunded.
+    let err = writer
+        .batch_execute("CREATE INDEX ON owned ((1 / (id - 500)))")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("22012"), "{err}");
+    writer
+        .batch_execute("BEGIN; SAVEPOINT u; SELECT 1;")
+        .unwrap();
+    let err = writer
+        .batch_execute("ALTER TABLE owned ADD CONSTRAINT c CHECK (id < 10)")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), Some("23514"), "{err}");
+    writer
+        .batch_execute("ROLLBACK TO SAVEPOINT u; COMMIT;")
+        .unwrap();
     // Errors after writing a few rows; in a fresh statement each time so the
     // 1 MB class default is the prediction.
     for i in 0..3 {
@@ -390,7 +415,7 @@ fn aborted_statements_are_charged_only_for_the_wal_they_wrote() {
         .batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT;")
         .unwrap();
     let (after, debt) = available(&mut admin, id);
-    // Five statements predicted at 1 MB each; a leak would show megabytes.
+    // Seven statements predicted at 1 MB each; a leak would show megabytes.
     assert!(before - after < 200_000, "before {before}, after {after}");
     assert_eq!(debt, 0);
     let aborted: i64 = admin
@@ -398,6 +423,10 @@ fn aborted_statements_are_charged_only_for_the_wal_they_wrote() {
         .unwrap()
         .get(0);
     assert!(aborted >= 4, "aborted_after_charge_count {aborted}");
+    // The session goes on: a utility statement and a write both run.
+    writer
+        .batch_execute("CREATE INDEX ON owned (id); INSERT INTO t (payload) VALUES ('after')")
+        .unwrap();
 }
 
 #[test]

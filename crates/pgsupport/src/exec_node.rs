@@ -229,10 +229,7 @@ pub unsafe fn positioned(node: *mut pg_sys::PlanState) -> bool {
     // SAFETY: the node is a scan node (see the contract), so it starts with
     // a ScanState whose scan slot, set by its ExecInit function, is valid
     // while the node is.
-    unsafe {
-        let slot = (*node.cast::<pg_sys::ScanState>()).ss_ScanTupleSlot;
-        !slot.is_null() && (*slot).tts_flags & pg_sys::TTS_FLAG_EMPTY as u16 == 0
-    }
+    unsafe { slot_has_tuple((*node.cast::<pg_sys::ScanState>()).ss_ScanTupleSlot) }
 }
 
 /// Installs `wrapper` as `node`'s real function and returns the function it
@@ -269,8 +266,19 @@ impl Slot {
     /// Whether the node returned a tuple (not the end of its output).
     pub fn has_tuple(self) -> bool {
         // SAFETY: a non-null slot returned by an executor node is valid.
-        !self.0.is_null() && unsafe { (*self.0).tts_flags } & pg_sys::TTS_FLAG_EMPTY as u16 == 0
+        unsafe { slot_has_tuple(self.0) }
     }
+}
+
+/// Whether `slot` holds a tuple: not NULL, and not empty. Inlined into
+/// callers on the per-tuple path.
+///
+/// # Safety
+/// `slot` must be NULL or a valid `TupleTableSlot`.
+#[inline(always)]
+pub unsafe fn slot_has_tuple(slot: *mut pg_sys::TupleTableSlot) -> bool {
+    // SAFETY: the caller's contract; read only when non-null.
+    !slot.is_null() && unsafe { (*slot).tts_flags } & pg_sys::TTS_FLAG_EMPTY as u16 == 0
 }
 
 impl Node {
@@ -332,6 +340,12 @@ impl Expr {
     /// The key wrappers look their expression up by.
     pub fn key(self) -> usize {
         self.0 as usize
+    }
+
+    /// The expression's current evaluation function.
+    pub fn real(self) -> Option<EvalFn> {
+        // SAFETY: reads a field of a valid ExprState.
+        unsafe { (*self.0).evalfunc }
     }
 }
 

@@ -102,12 +102,13 @@ static WORKER_STARTED: AtomicBool = AtomicBool::new(false);
 /// The per-tuple path's view of what is wrapped: each wrapped node or
 /// filter's real function and the tokens it holds (credits, spent one per
 /// tuple without asking its bucket or reading the clock). Plain statics of
-/// atomics, looked up by a short linear search: a process runs our code on
-/// one thread, so relaxed loads and stores cost what plain ones do, and no
-/// lock is taken per tuple. Each slot has its own wrappers
-/// (`wrapper::node`, `wrapper::filter`), so the per-tuple path finds its
-/// slot without a search. What is wrapped beyond the first [`HOT_SLOTS`] at
-/// once goes through the registry, one token at a time.
+/// atomics: a process runs our code on one thread, so relaxed loads and
+/// stores cost what plain ones do, and no lock is taken per tuple. Each slot
+/// has its own wrappers (`wrapper::node`, `wrapper::filter`), so the
+/// per-tuple path finds its slot without a search (only setting up and
+/// ending a query search the slots by key). What is wrapped beyond the
+/// first [`HOT_SLOTS`] at once goes through the registry, one token at a
+/// time.
 pub const HOT_SLOTS: usize = 16;
 
 struct HotSlot {
@@ -601,15 +602,13 @@ fn register(
     for t in targets {
         let done = if t.on_filter {
             t.node.filter().is_some_and(|filter| {
+                if filter.real().is_some_and(wrapper::is_filter_wrapper) {
+                    return false;
+                }
                 let slot = hot_free(filter.key());
                 let Some(real) = exec_node::wrap_expr(filter, wrapper::filter(slot)) else {
                     return false;
                 };
-                if wrapper::is_filter_wrapper(real) {
-                    // Wrapped already: put that wrapper back.
-                    exec_node::wrap_expr(filter, real);
-                    return false;
-                }
                 let ok =
                     REGISTRY.with(|r| r.wrap(filter.key(), query, t.bucket, Real::Filter(real)));
                 if ok {
@@ -624,12 +623,14 @@ fn register(
                 ok
             })
         } else {
-            let slot = hot_free(t.node.key());
             if t.node.real().is_some_and(wrapper::is_node_wrapper) {
                 continue;
             }
-            let in_way = t.positioned && slot.is_some();
-            match exec_node::wrap(t.node, wrapper::node(slot, in_way)) {
+            let slot = hot_free(t.node.key());
+            // Counted on the way in: only with a hot slot (the registry's
+            // wrapper counts on the way out).
+            let on_the_way_in = t.positioned && slot.is_some();
+            match exec_node::wrap(t.node, wrapper::node(slot, on_the_way_in)) {
                 Some(real) => {
                     let ok =
                         REGISTRY.with(|r| r.wrap(t.node.key(), query, t.bucket, Real::Node(real)));
@@ -637,7 +638,7 @@ fn register(
                         if let Some(i) = slot {
                             hot_insert(i, t.node.key(), real as usize);
                         }
-                        if in_way {
+                        if on_the_way_in {
                             positioned.push(t.node.key());
                         }
                     } else {

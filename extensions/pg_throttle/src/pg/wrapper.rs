@@ -81,14 +81,6 @@ fn lost_track() -> ! {
     );
 }
 
-/// Whether a node returned a tuple (`Slot::has_tuple`, inlined here: it
-/// runs once per tuple).
-#[inline(always)]
-fn has_tuple(slot: *mut pg_sys::TupleTableSlot) -> bool {
-    // SAFETY: a non-null slot returned by an executor node is valid.
-    !slot.is_null() && unsafe { (*slot).tts_flags } & pg_sys::TTS_FLAG_EMPTY as u16 == 0
-}
-
 /// The wrapper of a node with hot slot `I`: returns what the real node
 /// returns, after pacing each tuple.
 unsafe extern "C-unwind" fn slot_exec_proc_node<const I: usize>(
@@ -108,7 +100,8 @@ unsafe extern "C-unwind" fn slot_exec_proc_node<const I: usize>(
     // SAFETY: the node's own function with its node; see the module
     // documentation for why no guard is needed around it.
     let slot = unsafe { real(node) };
-    if has_tuple(slot) && !hot.spend() {
+    // SAFETY: what a node returns is NULL or a valid slot.
+    if unsafe { exec_node::slot_has_tuple(slot) } && !hot.spend() {
         // SAFETY: a guarded function, called with a plain integer.
         unsafe { guarded_pace_slot(I) };
     }
